@@ -1,0 +1,450 @@
+"""The training loop for every model family, on CPU, one GPU, or many processes under torchrun.
+
+Reads top to bottom: set-up, resume, then per epoch (1) the steps, (2) held-out loss, (3) the log line,
+sample grid and checkpoint. Under torchrun (WORLD_SIZE > 1) each process takes every WORLD_SIZE-th
+index of one shared shuffle (a distributed sampler without the DataLoader), gradients are averaged by
+DistributedDataParallel, and only rank 0 writes files or prints.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig
+from trainer.data import ImageData, load_dataset
+from trainer.models import build_model, has_encoder
+
+PREVIEW_N = 64  # images in a sample grid (8 x 8)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, bad resume); the message says what to do."""
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu. An explicit device that is not there is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps was asked for but MPS is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), pick_device(device_name)
+    d = _Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        torch.cuda.set_device(d.local_rank)
+        device = torch.device("cuda", d.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return d, device
+
+
+def build_from_config(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:
+    """The model a TrainConfig describes, for images of ``image_shape`` (C, H, W)."""
+    c, h, _ = image_shape
+    model_cfg: dict = {"arch": cfg.arch, "image_size": h, "channels": c}
+    if cfg.latent_dim is not None:
+        model_cfg["latent_dim"] = cfg.latent_dim
+    if cfg.width is not None:
+        model_cfg["width"] = cfg.width
+    if cfg.hidden is not None:
+        model_cfg["hidden"] = [int(s) for s in cfg.hidden.split(",")]
+    if cfg.model in ("ae", "vae"):
+        model_cfg["recon_loss"] = cfg.recon_loss
+    if cfg.model == "vae":
+        model_cfg["beta"] = cfg.beta
+    if cfg.model == "gan":
+        model_cfg.update(loss=cfg.gan_loss, ema=cfg.ema)
+    return build_model(cfg.model, model_cfg)
+
+
+def _to_model_range(x01: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    lo, hi = model.value_range
+    return x01 if (lo, hi) == (0.0, 1.0) else x01 * (hi - lo) + lo
+
+
+def _to_01(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    lo, hi = model.value_range
+    return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says and return the checkpoint directory."""
+    cfg.validate()
+    d, device = _init_distributed(cfg.device)
+    out = Path(cfg.resolved_out())
+    try:
+        return _train(cfg, d, device, out)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
+    # ---- set-up ------------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    data = load_dataset(cfg.dataset, cfg.image_size, cfg.channels, holdout=cfg.holdout, seed=cfg.seed,
+                        root=cfg.data_root)
+    train_idx = data.train_idx
+    epochs = cfg.epochs
+    if cfg.dry_run:
+        train_idx, epochs = train_idx[:256], 1
+    model = build_from_config(cfg, data.image_shape).to(device)
+    is_gan = model.kind == "gan"
+    lr = cfg.resolved_lr()
+    betas = ((0.0, 0.9) if cfg.gan_loss == "wgan-gp" else (0.5, 0.999)) if is_gan else (0.9, 0.999)
+    if is_gan:
+        opt_g = torch.optim.Adam(model.generator.parameters(), lr=lr, betas=betas)
+        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=betas)
+        optimizers = {"g": opt_g, "d": opt_d}
+    else:
+        optimizers = {"model": torch.optim.Adam(model.parameters(), lr=lr, betas=betas)}
+    critic_steps = cfg.critic_steps or (5 if is_gan and cfg.gan_loss == "wgan-gp" else 1)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+    # One generator for the shuffle, identical on every rank; one for noise, different per rank.
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1 + d.rank)
+    preview_z = model.sample_latent(PREVIEW_N, torch.Generator(device=device).manual_seed(1234), device)
+    preview_x = data.batch(data.test_idx[:32], device)
+
+    # ---- resume ------------------------------------------------------------------------------------
+    history: list[dict] = []
+    start_epoch, start_batch, resume_perm = 0, 0, None
+    if cfg.resume:
+        history, start_epoch, start_batch, resume_perm = _resume(out, model, optimizers, scaler, shuffle_gen,
+                                                                 noise_gen, device, d)
+        if start_epoch >= epochs:
+            if d.main:
+                print(f"{out} already finished {start_epoch} epochs (asked for {epochs}); nothing to do")
+            return out
+    elif d.main and (out / ckpt.CONFIG_NAME).exists():
+        print(f"note: {out} exists and will be overwritten (use --resume to continue it)")
+
+    train_net = DDP(model) if d.world > 1 and not is_gan else model
+    g_net = DDP(model.generator) if d.world > 1 and is_gan else (model.generator if is_gan else None)
+    d_net = DDP(model.discriminator) if d.world > 1 and is_gan else (model.discriminator if is_gan else None)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    if d.main:
+        print(f"training {model.kind} ({cfg.arch}, latent {model.latent_dim}, {n_params / 1e6:.2f}M params) "
+              f"on {data.name} {tuple(data.image_shape)}: {train_idx.numel()} train / {data.test_idx.numel()} "
+              f"held-out images, {epochs} epochs, batch {cfg.batch_size}x{d.world}, lr {lr:g}, "
+              f"device {device}{' + amp ' + str(amp_dtype).split('.')[-1] if use_amp else ''} -> {out}")
+
+    meta_base = {
+        "train_config": cfg.to_dict(),
+        "dataset": {
+            "name": data.name, "image_shape": list(data.image_shape), "value_range": list(model.value_range),
+            "label_names": data.label_names, "n_train": int(train_idx.numel()), "n_test": int(data.test_idx.numel()),
+        },
+        "world_size": d.world,
+    }
+    interrupted = False
+    _install_sigterm()
+    epoch, bi, perm = start_epoch, start_batch, resume_perm
+    t_run = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, epochs):
+            # ---- (1) the steps ------------------------------------------------------------------------
+            model.train()
+            if perm is None:
+                perm = train_idx[torch.randperm(train_idx.numel(), generator=shuffle_gen)]
+            global_batch = cfg.batch_size * d.world
+            n_batches = max(1, perm.numel() // global_batch) if perm.numel() >= global_batch else 1
+            if cfg.dry_run:
+                n_batches = min(n_batches, 3)
+            sums: dict[str, float] = {}
+            seen, bad_run, skipped = 0, 0, 0
+            t0 = time.perf_counter()
+            bar = tqdm(range(bi, n_batches), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not d.main, dynamic_ncols=True)
+            for bi in bar:
+                chunk = perm[bi * global_batch:(bi + 1) * global_batch]
+                idx = chunk[d.rank::d.world]  # this process's share of the global batch
+                x = _to_model_range(data.batch(idx, device), model)
+                if is_gan:
+                    parts = _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x, noise_gen,
+                                      critic_steps)
+                else:
+                    parts = _ae_step(train_net, optimizers["model"], scaler, autocast, x, noise_gen)
+                if parts is None:  # non-finite loss: the step was skipped
+                    skipped += 1
+                    bad_run += 1
+                    if bad_run >= cfg.max_bad_steps:
+                        raise TrainingError(
+                            f"training diverged: {bad_run} consecutive steps had a NaN/Inf loss at epoch "
+                            f"{epoch + 1}. Lower --lr (now {lr:g}) or --resume from the last good checkpoint."
+                        )
+                    continue
+                bad_run = 0
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v * idx.numel()
+                seen += idx.numel()
+                if d.main and bi % 10 == 0:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+            bar.close()
+            dt = time.perf_counter() - t0
+            bi, perm = 0, None
+
+            # ---- (2) held-out loss --------------------------------------------------------------------
+            row = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+            if d.world > 1:
+                row = _average_across(row, device)
+            row["img_per_s"] = seen * d.world / dt if dt > 0 else 0.0
+            row["seconds"] = dt
+            if skipped:
+                row["skipped_steps"] = skipped
+            if not is_gan:
+                row.update(_heldout_loss(model, data, device, cfg.batch_size))
+            history.append(row)
+
+            # ---- (3) log line, sample grid, checkpoint ------------------------------------------------
+            if d.main:
+                tqdm.write(_log_line(row, epochs))
+                _save_grids(out, epoch + 1, model, preview_z, preview_x)
+                state = _training_state(epoch + 1, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
+                ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, training_state=state)
+    except KeyboardInterrupt:
+        interrupted = True
+        if d.main:
+            print(f"\ninterrupted in epoch {epoch + 1} at batch {bi}; saving a resumable checkpoint to {out}")
+            state = _training_state(epoch, bi, perm, optimizers, scaler, shuffle_gen, noise_gen)
+            ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, training_state=state)
+            print(f"resume with the same command plus --resume --out {out}")
+
+    if interrupted:
+        raise SystemExit(130)
+    # ---- the end: latents for the explorer, final checkpoint, summary ------------------------------
+    if d.main:
+        latents = _latents(model, data, device, cfg, train_idx)
+        state = _training_state(epochs, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
+        ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, latents=latents, training_state=state)
+        total = time.perf_counter() - t_run
+        rates = [h["img_per_s"] for h in history[-epochs + start_epoch:]] or [0.0]
+        print(f"done: {epochs} epochs in {total:.1f} s, {np.mean(rates):.0f} img/s; checkpoint {out}")
+        print(f"explore it: python app.py --checkpoints {out.parent}")
+    return out
+
+
+# ---- steps -------------------------------------------------------------------------------------------
+
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())  # note: forces a device sync
+
+
+def _ae_step(net, opt, scaler, autocast, x, noise_gen) -> dict | None:
+    with autocast():
+        loss, parts = net(x, generator=noise_gen)
+    if not _finite(loss):
+        opt.zero_grad(set_to_none=True)
+        return None
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
+
+
+def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_gen, critic_steps) -> dict | None:
+    opt_g, opt_d = optimizers["g"], optimizers["d"]
+    b = x_real.shape[0]
+    # (1) update D: real -> 1, fake -> 0 (or the Wasserstein critic)
+    for _ in range(critic_steps):
+        z = model.sample_latent(b, noise_gen, x_real.device)
+        with autocast():
+            with torch.no_grad():
+                x_fake = model.generate(z, g_net)
+            loss_d, parts_d = model.d_loss(x_real, x_fake, noise_gen, critic=d_net)
+        if not _finite(loss_d):
+            opt_d.zero_grad(set_to_none=True)
+            return None
+        opt_d.zero_grad(set_to_none=True)
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
+    # (2) update G: make D call the fakes real. D is frozen and called unwrapped: no D grads, no all-reduce.
+    model.discriminator.requires_grad_(False)
+    z = model.sample_latent(b, noise_gen, x_real.device)
+    with autocast():
+        loss_g, parts_g = model.g_loss(model.generate(z, g_net), critic=model.discriminator)
+    model.discriminator.requires_grad_(True)
+    if not _finite(loss_g):
+        opt_g.zero_grad(set_to_none=True)
+        return None
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    model.update_ema()
+    return {k: float(v) for k, v in {**parts_d, **parts_g}.items()}
+
+
+@torch.no_grad()
+def _heldout_loss(model, data: ImageData, device, batch_size: int) -> dict:
+    model.eval()
+    total, n = {}, 0
+    gen = torch.Generator(device=device).manual_seed(0)
+    for idx in data.test_idx.split(max(batch_size, 256)):
+        loss, parts = model.loss(data.batch(idx, device), generator=gen)
+        for k, v in {"loss": loss, **parts}.items():
+            total[f"test_{k}"] = total.get(f"test_{k}", 0.0) + float(v) * idx.numel()
+        n += idx.numel()
+    model.train()
+    return {k: v / n for k, v in total.items()}
+
+
+def _average_across(row: dict, device) -> dict:
+    keys = [k for k in row if k != "epoch"]
+    t = torch.tensor([row[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {"epoch": row["epoch"], **{k: float(v) / dist.get_world_size() for k, v in zip(keys, t, strict=True)}}
+
+
+def _log_line(row: dict, epochs: int) -> str:
+    skip = {"epoch", "img_per_s", "seconds", "skipped_steps"}
+    parts = [f"epoch {row['epoch']}/{epochs}"] + [f"{k} {v:.4g}" for k, v in row.items() if k not in skip]
+    parts.append(f"{row['img_per_s']:.0f} img/s")
+    if row.get("skipped_steps"):
+        parts.append(f"{row['skipped_steps']} non-finite steps skipped")
+    return " | ".join(parts)
+
+
+@torch.no_grad()
+def _save_grids(out: Path, epoch: int, model, preview_z, preview_x) -> None:
+    """samples/epoch_NNN.png from fixed noise; for AE/VAE also recon_NNN.png (top: input, bottom: output)."""
+    model.eval()
+    samples = out / ckpt.SAMPLES_DIR
+    samples.mkdir(parents=True, exist_ok=True)
+    save_image(_to_01(model.decode(preview_z), model).float().cpu(), samples / f"epoch_{epoch:03d}.png", nrow=8)
+    if has_encoder(model):
+        recon = model.decode(model.encode(preview_x))
+        save_image(torch.cat([preview_x, recon]).float().cpu(), samples / f"recon_{epoch:03d}.png", nrow=8)
+    model.train()
+
+
+@torch.no_grad()
+def _latents(model, data: ImageData, device, cfg: TrainConfig, train_idx) -> dict[str, np.ndarray]:
+    """What the explorer draws maps from: encodings of held-out then training images (AE/VAE),
+    or prior draws (GAN). ``images`` holds the first rows' pixels, for thumbnails and class samples."""
+    model.eval()
+    if model.kind == "ae":
+        zs = [model.encode(data.batch(i, device)) for i in train_idx.split(512)]
+        model.fit_prior(torch.cat(zs))
+    if not has_encoder(model):
+        n = min(cfg.latents_sample, 2000)
+        z = model.sample_latent(n, torch.Generator(device=device).manual_seed(cfg.seed), device)
+        return {"z": z.float().cpu().numpy(), "labels": np.full(n, -1, np.int64)}
+    order = torch.cat([data.test_idx, train_idx])[: cfg.latents_sample]
+    out: dict[str, list] = {"z": [], "logvar": []}
+    for idx in order.split(512):
+        x = data.batch(idx, device)
+        if model.kind == "vae":
+            mu, logvar = model.encode_posterior(x)
+            out["z"].append(mu)
+            out["logvar"].append(logvar)
+        else:
+            out["z"].append(model.encode(x))
+    result = {k: torch.cat(v).float().cpu().numpy() for k, v in out.items() if v}
+    n_test = data.test_idx.numel()
+    result["labels"] = data.labels[order].numpy()
+    result["index"] = order.numpy()
+    result["split"] = (torch.arange(order.numel()) >= n_test).numpy().astype(np.int8)  # 0 held-out, 1 train
+    result["images"] = data.images[order[:1000]].numpy()
+    return result
+
+
+# ---- resume ------------------------------------------------------------------------------------------
+
+def _training_state(epoch, batch, perm, optimizers, scaler, shuffle_gen, noise_gen) -> dict:
+    state = {
+        "epoch": epoch,
+        "batch": batch,
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "scaler": scaler.state_dict(),
+        "shuffle_gen": shuffle_gen.get_state(),
+        "noise_gen": noise_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if perm is not None:
+        state["perm"] = perm
+    return state
+
+
+def _resume(out: Path, model, optimizers, scaler, shuffle_gen, noise_gen, device, d: _Dist):
+    if d.main:
+        ckpt.recover(out)
+    if d.world > 1:
+        dist.barrier()
+    if not (out / ckpt.CONFIG_NAME).exists():
+        raise TrainingError(f"--resume: no checkpoint in {out} to resume from; drop --resume to start fresh")
+    loaded = ckpt.load_checkpoint(out, device, with_latents=False)
+    state = ckpt.load_training_state(out)
+    if state is None:
+        raise TrainingError(f"--resume: {out} has no {ckpt.STATE_NAME} (it was not saved for resuming)")
+    if loaded.meta["model_config"] != model.config.to_dict():
+        raise TrainingError(
+            f"--resume: the flags describe a different model than {out} holds "
+            f"({loaded.meta['model_config']} vs {model.config.to_dict()}); use the original flags"
+        )
+    model.load_state_dict(loaded.model.state_dict())
+    for k, o in optimizers.items():
+        o.load_state_dict(state["optimizers"][k])
+    scaler.load_state_dict(state["scaler"])
+    shuffle_gen.set_state(state["shuffle_gen"])
+    if d.world == 1:
+        noise_gen.set_state(state["noise_gen"])
+    torch.set_rng_state(state["torch_rng"])
+    history = list(loaded.meta.get("history", []))[: state["epoch"]]
+    if d.main:
+        where = f"epoch {state['epoch'] + 1}" + (f", batch {state['batch']}" if state["batch"] else "")
+        print(f"resuming {out} at {where}")
+    return history, int(state["epoch"]), int(state["batch"]), state.get("perm")
+
+
+def _install_sigterm() -> None:
+    """torchrun and schedulers stop with SIGTERM: treat it like Ctrl-C (save, then exit)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        pass
