@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from trainer.data import DATASETS
 
-MODEL_KINDS = ("vae", "ae", "gan")
+MODEL_KINDS = ("vae", "ae", "gan", "classifier")
 
 
 def _f(default, help: str, **kw):
@@ -15,7 +15,7 @@ def _f(default, help: str, **kw):
 
 @dataclass
 class TrainConfig:
-    model: str = _f("vae", "model family", choices=MODEL_KINDS)
+    model: str = _f("vae", "model family (classifier: the evaluator network for metrics)", choices=MODEL_KINDS)
     arch: str = _f("conv", "network type: convolutional or fully connected", choices=("conv", "mlp"))
     dataset: str = _f("mnist5k", f"{', '.join(DATASETS)} or folder:PATH (your own images)")
     data_root: str = _f("data", "where torchvision datasets are downloaded to")
@@ -66,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"--latent-dim must be between 2 and 512, got {self.latent_dim}")
         if self.channels is not None and self.channels not in (1, 3):
             raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.model == "classifier" and self.dataset == "celeba":
+            raise ValueError("--model classifier needs a labelled dataset; celeba has no class labels here")
         if self.latents_sample < 1:
             raise ValueError(f"--latents-sample must be at least 1, got {self.latents_sample}")
         if self.hidden is not None:

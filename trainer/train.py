@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.data import ImageData, load_dataset
-from trainer.models import build_model, has_encoder
+from trainer.models import build_model, has_decoder, has_encoder
 
 PREVIEW_N = 64  # images in a sample grid (8 x 8)
 
@@ -75,7 +75,7 @@ def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     return d, device
 
 
-def build_from_config(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn.Module:
+def build_from_config(cfg: TrainConfig, image_shape: tuple[int, int, int], num_classes: int = 10) -> nn.Module:
     """The model a TrainConfig describes, for images of ``image_shape`` (C, H, W)."""
     c, h, _ = image_shape
     model_cfg: dict = {"arch": cfg.arch, "image_size": h, "channels": c}
@@ -91,6 +91,9 @@ def build_from_config(cfg: TrainConfig, image_shape: tuple[int, int, int]) -> nn
         model_cfg["beta"] = cfg.beta
     if cfg.model == "gan":
         model_cfg.update(loss=cfg.gan_loss, ema=cfg.ema)
+    if cfg.model == "classifier":
+        model_cfg["num_classes"] = num_classes
+        model_cfg.pop("arch")
     return build_model(cfg.model, model_cfg)
 
 
@@ -125,7 +128,10 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     epochs = cfg.epochs
     if cfg.dry_run:
         train_idx, epochs = train_idx[:256], 1
-    model = build_from_config(cfg, data.image_shape).to(device)
+    if cfg.model == "classifier" and not data.has_labels:
+        raise TrainingError(f"--model classifier needs labels, and dataset {data.name!r} has none")
+    model = build_from_config(cfg, data.image_shape, max(2, len(data.label_names))).to(device)
+    generative = has_decoder(model)
     is_gan = model.kind == "gan"
     lr = cfg.resolved_lr()
     betas = ((0.0, 0.9) if cfg.gan_loss == "wgan-gp" else (0.5, 0.999)) if is_gan else (0.9, 0.999)
@@ -143,7 +149,8 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     # One generator for the shuffle, identical on every rank; one for noise, different per rank.
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1 + d.rank)
-    preview_z = model.sample_latent(PREVIEW_N, torch.Generator(device=device).manual_seed(1234), device)
+    preview_z = model.sample_latent(PREVIEW_N, torch.Generator(device=device).manual_seed(1234), device) \
+        if generative else None
     preview_x = data.batch(data.test_idx[:32], device)
 
     # ---- resume ------------------------------------------------------------------------------------
@@ -165,7 +172,8 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
 
     n_params = sum(p.numel() for p in model.parameters())
     if d.main:
-        print(f"training {model.kind} ({cfg.arch}, latent {model.latent_dim}, {n_params / 1e6:.2f}M params) "
+        shape = f"latent {model.latent_dim}" if generative else f"{model.config.num_classes} classes"
+        print(f"training {model.kind} ({cfg.arch}, {shape}, {n_params / 1e6:.2f}M params) "
               f"on {data.name} {tuple(data.image_shape)}: {train_idx.numel()} train / {data.test_idx.numel()} "
               f"held-out images, {epochs} epochs, batch {cfg.batch_size}x{d.world}, lr {lr:g}, "
               f"device {device}{' + amp ' + str(amp_dtype).split('.')[-1] if use_amp else ''} -> {out}")
@@ -200,12 +208,13 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
             for bi in bar:
                 chunk = perm[bi * global_batch:(bi + 1) * global_batch]
                 idx = chunk[d.rank::d.world]  # this process's share of the global batch
-                x = _to_model_range(data.batch(idx, device), model)
                 if is_gan:
+                    x = _to_model_range(data.batch(idx, device), model)
                     parts = _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x, noise_gen,
                                       critic_steps)
                 else:
-                    parts = _ae_step(train_net, optimizers["model"], scaler, autocast, x, noise_gen)
+                    parts = _step(train_net, optimizers["model"], scaler, autocast, _inputs(model, data, idx, device),
+                                  noise_gen)
                 if parts is None:  # non-finite loss: the step was skipped
                     skipped += 1
                     bad_run += 1
@@ -240,7 +249,8 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
             # ---- (3) log line, sample grid, checkpoint ------------------------------------------------
             if d.main:
                 tqdm.write(_log_line(row, epochs))
-                _save_grids(out, epoch + 1, model, preview_z, preview_x)
+                if generative:
+                    _save_grids(out, epoch + 1, model, preview_z, preview_x)
                 state = _training_state(epoch + 1, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
                 ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, training_state=state)
     except KeyboardInterrupt:
@@ -255,7 +265,7 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
         raise SystemExit(130)
     # ---- the end: latents for the explorer, final checkpoint, summary ------------------------------
     if d.main:
-        latents = _latents(model, data, device, cfg, train_idx)
+        latents = _latents(model, data, device, cfg, train_idx) if generative else None
         state = _training_state(epochs, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
         ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, latents=latents, training_state=state)
         total = time.perf_counter() - t_run
@@ -271,9 +281,16 @@ def _finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())  # note: forces a device sync
 
 
-def _ae_step(net, opt, scaler, autocast, x, noise_gen) -> dict | None:
+def _inputs(model, data: ImageData, idx: torch.Tensor, device) -> tuple:
+    """Positional inputs of a model's loss: (x,) for AE/VAE, (x, labels) for the classifier."""
+    x = data.batch(idx, device)
+    return (x, data.labels[idx].to(device)) if model.kind == "classifier" else (x,)
+
+
+def _step(net, opt, scaler, autocast, inputs: tuple, noise_gen) -> dict | None:
+    """One optimizer step of a single-loss model (AE, VAE, classifier); None if the loss was not finite."""
     with autocast():
-        loss, parts = net(x, generator=noise_gen)
+        loss, parts = net(*inputs, generator=noise_gen)
     if not _finite(loss):
         opt.zero_grad(set_to_none=True)
         return None
@@ -323,7 +340,7 @@ def _heldout_loss(model, data: ImageData, device, batch_size: int) -> dict:
     total, n = {}, 0
     gen = torch.Generator(device=device).manual_seed(0)
     for idx in data.test_idx.split(max(batch_size, 256)):
-        loss, parts = model.loss(data.batch(idx, device), generator=gen)
+        loss, parts = model.loss(*_inputs(model, data, idx, device), generator=gen)
         for k, v in {"loss": loss, **parts}.items():
             total[f"test_{k}"] = total.get(f"test_{k}", 0.0) + float(v) * idx.numel()
         n += idx.numel()

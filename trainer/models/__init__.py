@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from trainer.models.ae import AE, AEConfig
+from trainer.models.classifier import Classifier, ClassifierConfig
 from trainer.models.gan import GAN, GANConfig
 from trainer.models.vae import VAE, VAEConfig
 
@@ -26,11 +27,9 @@ MODEL_FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "ae": (AEConfig, AE),
     "vae": (VAEConfig, VAE),
     "gan": (GANConfig, GAN),
+    "classifier": (ClassifierConfig, Classifier),
 }
-
-
-def register_family(kind: str, config_cls: type, model_cls: type[nn.Module]) -> None:
-    MODEL_FAMILIES[kind] = (config_cls, model_cls)
+GENERATIVE_KINDS = ("ae", "vae", "gan")
 
 
 def build_model(kind: str, config: dict[str, Any] | Any) -> nn.Module:
@@ -45,3 +44,7 @@ def build_model(kind: str, config: dict[str, Any] | Any) -> nn.Module:
 
 def has_encoder(model: nn.Module) -> bool:
     return callable(getattr(model, "encode", None))
+
+
+def has_decoder(model: nn.Module) -> bool:
+    return callable(getattr(model, "decode", None))
