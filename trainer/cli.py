@@ -53,13 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    cfg = TrainConfig(**vars(args))
+    """Flags -> TrainConfig. With --resume, the run's saved training config fills in every flag
+    not given again, so ``--resume --out RUN --epochs 60`` is enough."""
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    if args["resume"]:
+        args = _resumed_args(argv, args)
+    cfg = TrainConfig(**args)
     try:
         cfg.validate()
     except ValueError as e:
         build_parser().error(str(e))
     return cfg
+
+
+def _resumed_args(argv: list[str] | None, args: dict) -> dict:
+    from trainer.checkpoint import CheckpointError, read_meta
+
+    out = TrainConfig(**args).resolved_out()
+    try:
+        saved = read_meta(out).get("train_config", {})
+    except CheckpointError:
+        return args  # nothing to resume from: train() says so
+    explicit = build_parser()
+    for action in explicit._actions:
+        action.default = argparse.SUPPRESS  # parse again to learn which flags were given
+    given = vars(explicit.parse_args(argv))
+    known = {k: v for k, v in saved.items() if k in args}
+    return {**args, **known, **given, "resume": True, "out": out}
 
 
 def main(argv: list[str] | None = None) -> int:

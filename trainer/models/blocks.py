@@ -23,7 +23,8 @@ class ModelConfig:
     arch: str = "conv"  # "conv" | "mlp"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: tuples become lists, so a config equals its own JSON round trip."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
