@@ -129,20 +129,24 @@ def prepare_image(img: Image.Image, image_size: int, channels: int) -> np.ndarra
 def _read_file(path: Path, max_bytes: int) -> bytes:
     """At most ``max_bytes`` + 1 bytes of a regular file (never a FIFO, device or directory)."""
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ImageInputError(f"{path.name} is not a regular file; {_HINT}")
-            if st.st_size > max_bytes:
-                raise ImageInputError(
-                    f"{path.name} is {st.st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB."
-                    " Upload a smaller image"
-                )
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise ImageInputError(f"cannot read {path.name}: {getattr(e, 'strerror', None) or e}") from e
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ImageInputError(f"{path.name} is not a regular file; {_HINT}")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > max_bytes:
+            raise ImageInputError(
+                f"{path.name} is {st.st_size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB."
+                " Upload a smaller image"
+            )
+        try:
             return f.read(max_bytes + 1)
-    except ImageInputError:
-        raise
-    except OSError as e:
-        raise ImageInputError(f"cannot read {path.name}: {e.strerror or e}") from e
+        except OSError as e:
+            raise ImageInputError(f"cannot read {path.name}: {getattr(e, 'strerror', None) or e}") from e
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -150,13 +154,15 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
     try:
         # Reads the header only. MPO has no opener of its own: the JPEG opener returns MPO files.
         img = Image.open(io.BytesIO(data), formats=[f for f in ALLOWED_FORMATS if f != "MPO"])
-    except Image.DecompressionBombError as e:
-        raise ImageInputError(f"{name} declares an image too large to decode safely ({e}); {_HINT}"
-                              " of at most 16 megapixels") from e
-    except Exception as e:  # noqa: BLE001 - Pillow's plugins raise many types for unknown/broken headers
+    except Image.DecompressionBombError as e:  # Pillow's own, much higher, limit: far too large for ours
         raise ImageInputError(
-            f"{name} is not an image in an allowed format ({type(e).__name__}); {_HINT}"
+            f"{name} declares an image far larger than the {max_pixels / 2**20:.0f}-megapixel limit;"
+            " downscale it before uploading"
         ) from e
+    except Image.UnidentifiedImageError as e:
+        raise ImageInputError(f"{name} is not an image in an allowed format; {_HINT}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow's plugins raise many types for broken headers
+        raise ImageInputError(f"{name} has a broken image header ({e}); {_HINT}") from e
     if img.format not in ALLOWED_FORMATS:
         raise ImageInputError(f"{name} is a {img.format} image, which is not accepted; {_HINT}")
     _check_size(img.size, name, max_pixels)  # before a single pixel is decoded
