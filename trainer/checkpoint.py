@@ -14,6 +14,10 @@ A checkpoint is a directory::
 ``save_checkpoint`` writes a complete new directory aside and swaps it in with two renames, so a
 crash at any moment leaves either the old or the new checkpoint, never half of one. ``load_checkpoint``
 reads only ``config.json``, ``model.safetensors`` and ``latents.npz``; nothing it opens is unpickled.
+A directory holding anything pickle-like is refused unopened, the model is first built on the ``meta``
+device (no memory) and its shapes and dtypes compared with the safetensors header before a byte of
+weights is read, so a config that lies cannot allocate a giant model. ``resolve_run`` turns a run name
+from a user into a path that cannot leave the checkpoints directory.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import platform
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ SAMPLES_DIR = "samples"
 # Files whose presence marks a directory as something we refuse to open (pickle payloads).
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
+_MAX_FILES = 10_000  # a checkpoint holds a handful of files plus sample grids
 
 
 class CheckpointError(ValueError):
@@ -186,7 +192,7 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path} is larger than {_MAX_CONFIG_BYTES // 2**20} MB; not a checkpoint config")
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({e}); the checkpoint is corrupt") from e
     if not isinstance(meta, dict):
         raise CheckpointError(f"{cfg_path} must hold a JSON object")
@@ -209,13 +215,80 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
     return _read_config(Path(run_dir))
 
 
+def _looks_pickled(path: Path) -> bool:
+    """Pickle protocol 2+ starts with 0x80 <protocol>; torch.save's zip format holds a data.pkl."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head.startswith(b"PK\x03\x04") and path.suffix.lower() != ".npz":
+        return True  # a zip that is not numpy's: the shape of a torch.save file
+    return False
+
+
 def _check_no_pickles(run_dir: Path) -> None:
-    for p in run_dir.iterdir():
-        if p.suffix.lower() in _PICKLE_SUFFIXES:
-            raise CheckpointError(
-                f"{run_dir} contains {p.name}, a pickle-format file that could run code when opened;"
-                " checkpoints hold only config.json, safetensors and npz files. Remove the file to load this run."
-            )
+    """Refuse ``run_dir`` if anything in it (at any depth) is, or claims to be, a pickle, or if a file in
+    it is a symlink that leads outside it. Only names and the first bytes are read; nothing is unpickled."""
+    root = run_dir.resolve()
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(run_dir):  # does not follow directory symlinks
+        seen += len(filenames) + len(dirnames)
+        if seen > _MAX_FILES:
+            raise CheckpointError(f"{run_dir} holds more than {_MAX_FILES} files; that is not a checkpoint")
+        for name in [*filenames, *dirnames]:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                try:
+                    target = p.resolve(strict=False)
+                except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+                    target = None
+                if target is None or (target != root and root not in target.parents):
+                    raise CheckpointError(
+                        f"{run_dir} contains {p.relative_to(run_dir)}, a symlink that leads outside the"
+                        " checkpoint; copy the file in instead of linking it"
+                    )
+            if name in dirnames:
+                continue
+            lower = name.lower()
+            if p.suffix.lower() in _PICKLE_SUFFIXES or lower.endswith(".safetensors.pt") or (
+                not p.is_symlink() and _looks_pickled(p)
+            ):
+                raise CheckpointError(
+                    f"{run_dir} contains {p.relative_to(run_dir)}, a pickle-format file that could run code"
+                    " when opened; checkpoints hold only config.json, safetensors and npz files."
+                    " Remove the file to load this run."
+                )
+
+
+def resolve_run(checkpoints_dir: str | Path, name: str, *, must_exist: bool = True) -> Path:
+    """The directory of run ``name`` inside ``checkpoints_dir``; ``name`` comes from a user or URL.
+
+    Refuses (CheckpointError) anything that could leave ``checkpoints_dir``: empty names, path separators,
+    ``.``/``..``, absolute paths, hidden names (``.NAME.old`` and ``.NAME.partial`` are the save's
+    scratch space), NUL bytes, and runs that are symlinks resolving outside ``checkpoints_dir``.
+    With ``must_exist`` the run (or its set-aside previous version) must be there.
+    """
+    if not isinstance(name, str):
+        raise CheckpointError(f"a run name must be a string, got {type(name).__name__}")
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    if (not name or name != name.strip() or name in (".", "..") or name.startswith(".")
+            or any(c in name for c in ("/", "\\", "\x00")) or os.path.isabs(name)
+            or any(ord(c) < 32 for c in name)):
+        raise CheckpointError(
+            f"{shown!r} is not a run name: use the name of a directory directly inside the checkpoints"
+            " directory (no '/', '..' or leading '.')"
+        )
+    root = Path(checkpoints_dir).resolve()
+    run = root / name
+    target = run.resolve(strict=False) if run.exists() or run.is_symlink() else run
+    if root not in target.parents:
+        raise CheckpointError(f"run {shown!r} is a link that leads outside {root}; refusing to open it")
+    if must_exist and not run.is_dir() and not (_old_dir(run) / CONFIG_NAME).is_file():
+        raise CheckpointError(f"no run named {shown!r} in {root}")
+    return run
 
 
 def load_checkpoint(
@@ -236,32 +309,30 @@ def load_checkpoint(
         raise CheckpointError(f"no checkpoint directory at {run_dir}")
     _check_no_pickles(run_dir)
     meta = _read_config(run_dir)
+    # Build on the meta device first: shapes without memory, so a config that lies about sizes
+    # (width 10**6) costs nothing before it is compared with the weights.
     try:
-        model = build_model(meta["kind"], meta["model_config"])
-    except (TypeError, ValueError, KeyError) as e:
+        with torch.device("meta"):
+            expected = {k: (tuple(v.shape), v.dtype)
+                        for k, v in build_model(meta["kind"], meta["model_config"]).state_dict().items()}
+    except Exception as e:  # noqa: BLE001 - any field value can reach any constructor; all mean "bad config"
         raise CheckpointError(f"{run_dir}: model_config cannot build a {meta['kind']}: {e}") from e
     weights = run_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{run_dir} has no {WEIGHTS_NAME}")
+    _check_header(weights, expected)  # names, shapes and dtypes from the header; no tensor data read yet
+    try:
+        model = build_model(meta["kind"], meta["model_config"])
+    except Exception as e:  # noqa: BLE001 - as above
+        raise CheckpointError(f"{run_dir}: model_config cannot build a {meta['kind']}: {e}") from e
     try:
         state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights} is not a valid safetensors file ({e}); the checkpoint is corrupt") from e
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
     for k, v in state.items():
-        ref = expected[k]
-        if v.shape != ref.shape:
-            raise CheckpointError(
-                f"{weights}: tensor {k} has shape {tuple(v.shape)} but the config needs {tuple(ref.shape)}"
-            )
-        if v.dtype != ref.dtype:
-            raise CheckpointError(f"{weights}: tensor {k} has dtype {v.dtype}, expected {ref.dtype}")
+        shape, dtype = expected[k]
+        if tuple(v.shape) != shape or v.dtype != dtype:  # the header said otherwise: the file changed
+            raise CheckpointError(f"{weights}: tensor {k} is {v.dtype} {tuple(v.shape)}, expected {dtype} {shape}")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{weights}: tensor {k} contains NaN/Inf; the checkpoint is unusable")
     model.load_state_dict(state)
@@ -272,14 +343,52 @@ def load_checkpoint(
     return Checkpoint(path=run_dir, model=model, meta=meta, latents=latents)
 
 
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _check_header(weights: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
+    """Compare the safetensors header (names, shapes, dtypes) with what the config builds."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                header[k] = (tuple(sl.get_shape()), str(sl.get_dtype()))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights} is not a valid safetensors file ({e}); the checkpoint is corrupt") from e
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for k, (shape, dtype_name) in header.items():
+        ref_shape, ref_dtype = expected[k]
+        if shape != ref_shape:
+            raise CheckpointError(
+                f"{weights}: tensor {k} has shape {shape} but the config needs {ref_shape}"
+            )
+        if _ST_DTYPES.get(dtype_name) != ref_dtype:
+            raise CheckpointError(f"{weights}: tensor {k} has dtype {dtype_name}, expected {ref_dtype}")
+
+
 def load_latents(run_dir: str | Path, latent_dim: int) -> dict[str, np.ndarray]:
     """latents.npz as plain arrays (``allow_pickle=False``), with its shapes checked."""
     path = Path(run_dir) / LATENTS_NAME
     try:
         with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
             out = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a valid latents file ({e})") from e
+    for k, v in out.items():
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf" or v.ndim == 0:
+            raise CheckpointError(f"{path}: '{k}' is not a numeric array; the latents file is corrupt")
     z = out.get("z")
     if z is None or z.ndim != 2 or z.shape[1] != latent_dim:
         shape = None if z is None else z.shape
@@ -299,11 +408,14 @@ def load_training_state(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     try:
         with safe_open(str(path), framework="pt") as f:
-            tree = json.loads((f.metadata() or {})["tree"])
+            tree = json.loads((f.metadata() or {})["tree"])  # JSON only: nothing here can run code
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, RecursionError) as e:
         raise CheckpointError(f"{path} is not a valid training state ({e}); resume from scratch or another run") from e
-    return _decode_tree(tree, tensors)
+    try:
+        return _decode_tree(tree, tensors)
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as e:
+        raise CheckpointError(f"{path} has a malformed state tree ({e!r}); resume from scratch or another run") from e
 
 
 def _encode_tree(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:
