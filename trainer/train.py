@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -146,19 +147,29 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
-    # One generator for the shuffle, identical on every rank; one for noise, different per rank.
+    # The shuffle and the noise drawn here for a whole global batch (GAN latents, sliced per rank) come from
+    # generators identical on every rank, so a sample's noise does not depend on how the batch is split.
+    # Noise drawn inside a loss for this rank's share only (VAE ε, WGAN-GP α) comes from ``loss_gen``:
+    # the same generator with one process (as always), a per-rank stream under torchrun (set after resume).
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1 + d.rank)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1)
+    loss_gen = noise_gen
     preview_z = model.sample_latent(PREVIEW_N, torch.Generator(device=device).manual_seed(1234), device) \
         if generative else None
-    preview_x = data.batch(data.test_idx[:32], device)
+    # held-out images spread over the whole split (datasets are often stored sorted by class)
+    preview_x = data.batch(_spread(data.test_idx, 32, cfg.seed), device)
 
-    # ---- resume ------------------------------------------------------------------------------------
+    def _spread(idx: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` of ``idx`` in a fixed random order, so a prefix covers every class."""
+    return idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
+# ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
     start_epoch, start_batch, resume_perm = 0, 0, None
     if cfg.resume:
         history, start_epoch, start_batch, resume_perm = _resume(out, model, optimizers, scaler, shuffle_gen,
-                                                                 noise_gen, device, d)
+                                                                 noise_gen, device, d, cfg.batch_size * d.world)
         if start_epoch >= epochs:
             if d.main:
                 print(f"{out} already finished {start_epoch} epochs (asked for {epochs}); nothing to do")
@@ -166,9 +177,19 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     elif d.main and (out / ckpt.CONFIG_NAME).exists():
         print(f"note: {out} exists and will be overwritten (use --resume to continue it)")
 
-    train_net = DDP(model) if d.world > 1 and not is_gan else model
-    g_net = DDP(model.generator) if d.world > 1 and is_gan else (model.generator if is_gan else None)
-    d_net = DDP(model.discriminator) if d.world > 1 and is_gan else (model.discriminator if is_gan else None)
+    if d.world > 1:
+        if train_idx.numel() < d.world:
+            raise TrainingError(f"{train_idx.numel()} training images cannot be shared by {d.world} processes")
+        # Per-rank streams for noise that sees only this rank's share (dropout, VAE ε, WGAN-GP α); the
+        # resume position is mixed in so a resumed run does not replay the noise of its first epochs.
+        rank_seed = hash((cfg.seed, d.rank, start_epoch, start_batch)) & (2**63 - 1)
+        torch.manual_seed(rank_seed)
+        loss_gen = torch.Generator(device=device).manual_seed(rank_seed)
+    # DDP wraps exactly what is trained: the whole model, or the GAN's generator and discriminator apart
+    # (never generator_ema, which is not a submodule of either). Its forward is the loss (AE/VAE/classifier).
+    train_net = _ddp(model, device) if d.world > 1 and not is_gan else model
+    g_net = _ddp(model.generator, device) if d.world > 1 and is_gan else (model.generator if is_gan else None)
+    d_net = _ddp(model.discriminator, device) if d.world > 1 and is_gan else (model.discriminator if is_gan else None)
 
     n_params = sum(p.numel() for p in model.parameters())
     if d.main:
@@ -187,8 +208,12 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
         "world_size": d.world,
     }
     interrupted = False
-    _install_sigterm()
+    if d.world > 1:
+        stop = _install_stop_request()  # SIGINT/SIGTERM only ask; all ranks then stop before the same step
+    else:
+        _install_sigterm()
     epoch, bi, perm = start_epoch, start_batch, resume_perm
+    finished = start_epoch  # epochs whose steps are all done
     t_run = time.perf_counter()
     try:
         for epoch in range(start_epoch, epochs):
@@ -206,15 +231,17 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
             bar = tqdm(range(bi, n_batches), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                        disable=not d.main, dynamic_ncols=True)
             for bi in bar:
+                if d.world > 1 and _any_rank(stop.is_set(), device):
+                    raise KeyboardInterrupt  # every rank stops before this same batch; rank 0 saves below
                 chunk = perm[bi * global_batch:(bi + 1) * global_batch]
                 idx = chunk[d.rank::d.world]  # this process's share of the global batch
                 if is_gan:
                     x = _to_model_range(data.batch(idx, device), model)
-                    parts = _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x, noise_gen,
-                                      critic_steps)
+                    parts = _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x, noise_gen, loss_gen,
+                                      critic_steps, d, chunk.numel())
                 else:
                     parts = _step(train_net, optimizers["model"], scaler, autocast, _inputs(model, data, idx, device),
-                                  noise_gen)
+                                  loss_gen, d)
                 if parts is None:  # non-finite loss: the step was skipped
                     skipped += 1
                     bad_run += 1
@@ -242,9 +269,10 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
             row["seconds"] = dt
             if skipped:
                 row["skipped_steps"] = skipped
-            if not is_gan:
+            if not is_gan and d.main:  # only rank 0's numbers are logged; the others go on to the next step
                 row.update(_heldout_loss(model, data, device, cfg.batch_size))
             history.append(row)
+            finished = epoch + 1  # an interrupt from here on keeps this epoch; only its save may be cut short
 
             # ---- (3) log line, sample grid, checkpoint ------------------------------------------------
             if d.main:
@@ -256,12 +284,22 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     except KeyboardInterrupt:
         interrupted = True
         if d.main:
-            print(f"\ninterrupted in epoch {epoch + 1} at batch {bi}; saving a resumable checkpoint to {out}")
+            if finished > epoch:  # the interrupt hit this epoch's log line or checkpoint, after its steps
+                epoch, bi, perm = finished, 0, None
+                print(f"\ninterrupted after epoch {epoch}; saving a resumable checkpoint to {out}")
+            else:
+                print(f"\ninterrupted in epoch {epoch + 1} at batch {bi}; saving a resumable checkpoint to {out}")
             state = _training_state(epoch, bi, perm, optimizers, scaler, shuffle_gen, noise_gen)
-            ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, training_state=state)
+            try:
+                ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, training_state=state)
+            except KeyboardInterrupt:  # a second Ctrl-C: the swap is atomic, so the last checkpoint is intact
+                print(f"interrupted again: save abandoned; {out} keeps its last complete checkpoint")
+                raise SystemExit(130) from None
             print(f"resume with the same command plus --resume --out {out}")
 
     if interrupted:
+        if d.world > 1:
+            dist.barrier()  # all ranks exit together, once rank 0's resumable checkpoint is written
         raise SystemExit(130)
     # ---- the end: latents for the explorer, final checkpoint, summary ------------------------------
     if d.main:
@@ -272,13 +310,35 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
         rates = [h["img_per_s"] for h in history[-epochs + start_epoch:]] or [0.0]
         print(f"done: {epochs} epochs in {total:.1f} s, {np.mean(rates):.0f} img/s; checkpoint {out}")
         print(f"explore it: python app.py --checkpoints {out.parent}")
+    if d.world > 1:
+        dist.barrier()  # the other ranks wait for rank 0's final files instead of tearing the group down early
     return out
 
 
 # ---- steps -------------------------------------------------------------------------------------------
 
-def _finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all())  # note: forces a device sync
+def _finite(t: torch.Tensor, d: _Dist) -> bool:
+    """Whether ``t`` is finite on every rank. One decision for all: ranks that skipped the backward alone
+    would leave the others waiting in DDP's gradient all-reduce forever."""
+    ok = torch.isfinite(t).all()
+    if d.world > 1:
+        ok = ok.to(torch.int32).reshape(1)
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok)  # note: forces a device sync
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """True on every rank if ``flag`` is true on any rank."""
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t)
+
+
+def _ddp(module: nn.Module, device: torch.device) -> DDP:
+    """DDP with its defaults: parameters and buffers broadcast from rank 0 at wrapping, buffers (BatchNorm
+    running statistics) again before every forward, no search for unused parameters (every trained
+    parameter is used by every step, so none is needed)."""
+    return DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _inputs(model, data: ImageData, idx: torch.Tensor, device) -> tuple:
@@ -287,11 +347,11 @@ def _inputs(model, data: ImageData, idx: torch.Tensor, device) -> tuple:
     return (x, data.labels[idx].to(device)) if model.kind == "classifier" else (x,)
 
 
-def _step(net, opt, scaler, autocast, inputs: tuple, noise_gen) -> dict | None:
+def _step(net, opt, scaler, autocast, inputs: tuple, noise_gen, d: _Dist) -> dict | None:
     """One optimizer step of a single-loss model (AE, VAE, classifier); None if the loss was not finite."""
     with autocast():
         loss, parts = net(*inputs, generator=noise_gen)
-    if not _finite(loss):
+    if not _finite(loss, d):
         opt.zero_grad(set_to_none=True)
         return None
     opt.zero_grad(set_to_none=True)
@@ -301,17 +361,20 @@ def _step(net, opt, scaler, autocast, inputs: tuple, noise_gen) -> dict | None:
     return {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
 
 
-def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_gen, critic_steps) -> dict | None:
+def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_gen, loss_gen, critic_steps,
+              d: _Dist, n_global: int) -> dict | None:
+    """One D update (``critic_steps`` of them) and one G update on this rank's share ``x_real`` of a global
+    batch of ``n_global``. Latents are drawn for the whole global batch from the rank-shared ``noise_gen``
+    and sliced like the images, so the run does not depend on how many processes share the batch."""
     opt_g, opt_d = optimizers["g"], optimizers["d"]
-    b = x_real.shape[0]
     # (1) update D: real -> 1, fake -> 0 (or the Wasserstein critic)
     for _ in range(critic_steps):
-        z = model.sample_latent(b, noise_gen, x_real.device)
+        z = model.sample_latent(n_global, noise_gen, x_real.device)[d.rank::d.world]  # (B, latent_dim)
         with autocast():
             with torch.no_grad():
                 x_fake = model.generate(z, g_net)
-            loss_d, parts_d = model.d_loss(x_real, x_fake, noise_gen, critic=d_net)
-        if not _finite(loss_d):
+            loss_d, parts_d = model.d_loss(x_real, x_fake, loss_gen, critic=d_net)
+        if not _finite(loss_d, d):
             opt_d.zero_grad(set_to_none=True)
             return None
         opt_d.zero_grad(set_to_none=True)
@@ -319,11 +382,11 @@ def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_g
         scaler.step(opt_d)
     # (2) update G: make D call the fakes real. D is frozen and called unwrapped: no D grads, no all-reduce.
     model.discriminator.requires_grad_(False)
-    z = model.sample_latent(b, noise_gen, x_real.device)
+    z = model.sample_latent(n_global, noise_gen, x_real.device)[d.rank::d.world]
     with autocast():
         loss_g, parts_g = model.g_loss(model.generate(z, g_net), critic=model.discriminator)
     model.discriminator.requires_grad_(True)
-    if not _finite(loss_g):
+    if not _finite(loss_g, d):
         opt_g.zero_grad(set_to_none=True)
         return None
     opt_g.zero_grad(set_to_none=True)
@@ -389,7 +452,8 @@ def _latents(model, data: ImageData, device, cfg: TrainConfig, train_idx) -> dic
         n = min(cfg.latents_sample, 2000)
         z = model.sample_latent(n, torch.Generator(device=device).manual_seed(cfg.seed), device)
         return {"z": z.float().cpu().numpy(), "labels": np.full(n, -1, np.int64)}
-    order = torch.cat([data.test_idx, train_idx])[: cfg.latents_sample]
+    order = torch.cat([_spread(data.test_idx, data.test_idx.numel(), cfg.seed),
+                       _spread(train_idx, train_idx.numel(), cfg.seed)])[: cfg.latents_sample]
     out: dict[str, list] = {"z": [], "logvar": []}
     for idx in order.split(512):
         x = data.batch(idx, device)
@@ -425,7 +489,7 @@ def _training_state(epoch, batch, perm, optimizers, scaler, shuffle_gen, noise_g
     return state
 
 
-def _resume(out: Path, model, optimizers, scaler, shuffle_gen, noise_gen, device, d: _Dist):
+def _resume(out: Path, model, optimizers, scaler, shuffle_gen, noise_gen, device, d: _Dist, global_batch: int):
     if d.main:
         ckpt.recover(out)
     if d.world > 1:
@@ -446,14 +510,34 @@ def _resume(out: Path, model, optimizers, scaler, shuffle_gen, noise_gen, device
         o.load_state_dict(state["optimizers"][k])
     scaler.load_state_dict(state["scaler"])
     shuffle_gen.set_state(state["shuffle_gen"])
-    if d.world == 1:
-        noise_gen.set_state(state["noise_gen"])
+    noise_gen.set_state(state["noise_gen"])  # identical on every rank, so rank 0's state is everyone's
     torch.set_rng_state(state["torch_rng"])
     history = list(loaded.meta.get("history", []))[: state["epoch"]]
+    batch = int(state["batch"])
+    saved_global = int(loaded.meta.get("world_size", 1)) * int(loaded.meta["train_config"]["batch_size"])
+    if batch and saved_global != global_batch:  # stopped mid-epoch with another number of processes
+        batch = batch * saved_global // global_batch  # the first global batch not yet fully trained on
     if d.main:
-        where = f"epoch {state['epoch'] + 1}" + (f", batch {state['batch']}" if state["batch"] else "")
+        where = f"epoch {state['epoch'] + 1}" + (f", batch {batch}" if batch else "")
         print(f"resuming {out} at {where}")
-    return history, int(state["epoch"]), int(state["batch"]), state.get("perm")
+    return history, int(state["epoch"]), batch, state.get("perm")
+
+
+def _install_stop_request() -> threading.Event:
+    """Under torchrun: SIGINT/SIGTERM (torchrun sends SIGTERM to every rank) only set the returned event.
+    Raising at once could leave one rank inside a collective its peer never joins, or losing the save
+    when the peer is gone; instead the ranks agree before each step (``_any_rank``) and stop together."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        pass
+    return stop
 
 
 def _install_sigterm() -> None:
