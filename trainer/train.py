@@ -159,12 +159,7 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     # held-out images spread over the whole split (datasets are often stored sorted by class)
     preview_x = data.batch(_spread(data.test_idx, 32, cfg.seed), device)
 
-    def _spread(idx: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """``n`` of ``idx`` in a fixed random order, so a prefix covers every class."""
-    return idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
-
-
-# ---- resume ------------------------------------------------------------------------------------
+    # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
     start_epoch, start_batch, resume_perm = 0, 0, None
     if cfg.resume:
@@ -470,6 +465,12 @@ def _latents(model, data: ImageData, device, cfg: TrainConfig, train_idx) -> dic
     result["split"] = (torch.arange(order.numel()) >= n_test).numpy().astype(np.int8)  # 0 held-out, 1 train
     result["images"] = data.images[order[:1000]].numpy()
     return result
+
+
+
+def _spread(idx: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` of ``idx`` in a fixed random order, so a prefix covers every class."""
+    return idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
 # ---- resume ------------------------------------------------------------------------------------------
