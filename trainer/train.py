@@ -69,10 +69,16 @@ def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     d = _Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = pick_device(device_name)
     if device.type == "cuda":
+        if d.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {d.local_rank} on this machine has no GPU of its own ({torch.cuda.device_count()}"
+                             " visible): set --nproc_per_node to at most the number of GPUs, or use --device cpu")
         torch.cuda.set_device(d.local_rank)
         device = torch.device("cuda", d.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():  # NCCL on GPUs (bound to this rank's GPU), gloo on CPU
+        if device.type == "cuda":
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
     return d, device
 
 
