@@ -1,0 +1,175 @@
+"""2-D maps of a run's latents: PCA (linear, invertible) and t-SNE (van der Maaten & Hinton 2008).
+
+t-SNE uses openTSNE (Poličar et al. 2019; FFT-accelerated, multi-threaded) when it is installed and
+scikit-learn's Barnes-Hut t-SNE otherwise. Maps are computed on the first ``n`` rows of latents.npz
+(held-out encodings come first, and rows are in the trainer's shuffled order), so a smaller map is a
+subset of a bigger one. Results are cached per run and settings in the process-wide store.
+
+New points (the current latent, an uploaded image) are placed on an existing t-SNE map without refitting:
+at the distance-weighted mean of the map positions of their nearest neighbours in latent space, which is
+also how openTSNE initialises the points it adds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from explorer.directions import PCABasis, fit_pca, pca_coords
+from explorer.store import Run
+
+METHODS = ("PCA", "t-SNE")
+MIN_POINTS = 10
+
+
+@dataclass(frozen=True)
+class MapData:
+    """A computed map: ``xy`` (n, 2) positions of rows 0..n-1 of the run's latents."""
+
+    method: str
+    n: int
+    xy: np.ndarray
+    seconds: float  # how long the first computation took
+    backend: str  # "pca", "openTSNE" or "scikit-learn"
+    perplexity: float | None = None
+
+
+def tsne_backend() -> str:
+    try:
+        import openTSNE  # noqa: F401
+        return "openTSNE"
+    except ImportError:
+        return "scikit-learn"
+
+
+def _threads() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def check_settings(method: str, n: int, n_available: int, perplexity: float) -> tuple[str, int, float]:
+    if method not in METHODS:
+        raise ValueError(f"map method must be one of {METHODS}, got {method!r}")
+    if n is None or not float(n).is_integer():
+        raise ValueError(f"the sample size must be a whole number, got {n}")
+    n = int(n)
+    if not MIN_POINTS <= n <= n_available:
+        raise ValueError(f"the sample size must be between {MIN_POINTS} and {n_available} (the latents this run"
+                         f" has), got {n}")
+    perplexity = float(perplexity)
+    if method == "t-SNE" and not 2 <= perplexity <= min(100, (n - 1) / 3):
+        raise ValueError(f"perplexity must be between 2 and {min(100, (n - 1) // 3)} for {n} points, got {perplexity:g}")
+    return method, n, perplexity
+
+
+def pca_basis(run: Run, k: int = 10) -> PCABasis:
+    """The run's PCA basis of all its latents (cached): the PCA sliders and the PCA map share it."""
+    return run.cached(("pca", k), lambda: fit_pca(run.z, k))
+
+
+def compute_map(run: Run, method: str, n: int, perplexity: float = 30.0,
+                progress: Callable[[float, str], None] | None = None) -> MapData:
+    """The map of the first ``n`` latents of ``run`` (cached per run and settings)."""
+    method, n, perplexity = check_settings(method, n, len(run.z), perplexity)
+    if method == "PCA":
+        return run.cached(("map", "PCA", n), lambda: _pca_map(run, n))
+    return run.cached(("map", "t-SNE", n, perplexity), lambda: _tsne_map(run, n, perplexity, progress))
+
+
+def cached_map(run: Run, method: str, n: int, perplexity: float = 30.0) -> MapData | None:
+    key = ("map", "PCA", int(n)) if method == "PCA" else ("map", "t-SNE", int(n), float(perplexity))
+    return run.peek(key)
+
+
+def _pca_map(run: Run, n: int) -> MapData:
+    t0 = time.perf_counter()
+    basis = pca_basis(run)
+    coords = pca_coords(basis, torch.from_numpy(run.z[:n]))
+    xy = np.zeros((n, 2), np.float32)
+    xy[:, : min(2, basis.k)] = coords[:, :2].numpy()
+    return MapData("PCA", n, xy, time.perf_counter() - t0, "pca")
+
+
+def _tsne_map(run: Run, n: int, perplexity: float,
+              progress: Callable[[float, str], None] | None) -> MapData:
+    t0 = time.perf_counter()
+    z = np.ascontiguousarray(run.z[:n], dtype=np.float64)
+    backend = tsne_backend()
+    if backend == "openTSNE":
+        xy = _opentsne(z, perplexity, progress)
+    else:
+        xy = _sklearn_tsne(z, perplexity, progress)
+    return MapData("t-SNE", n, xy.astype(np.float32), time.perf_counter() - t0, backend, perplexity)
+
+
+def _opentsne(z: np.ndarray, perplexity: float, progress: Callable[[float, str], None] | None) -> np.ndarray:
+    from openTSNE import TSNE
+
+    early, main = 250, 500
+    done = [0]
+
+    def callback(iteration, error, embedding):  # openTSNE calls this every `callbacks_every_iters`
+        done[0] += 25
+        if progress is not None:
+            progress(min(0.99, 0.1 + 0.9 * done[0] / (early + main)), f"t-SNE optimisation {done[0]}/{early + main}")
+        return False
+
+    if progress is not None:
+        progress(0.02, "t-SNE: nearest neighbours and affinities")
+    tsne = TSNE(n_components=2, perplexity=perplexity, early_exaggeration_iter=early, n_iter=main,
+                initialization="pca", random_state=0, n_jobs=_threads(), callbacks=callback,
+                callbacks_every_iters=25, verbose=False)
+    return np.asarray(tsne.fit(z))
+
+
+def _sklearn_tsne(z: np.ndarray, perplexity: float, progress: Callable[[float, str], None] | None) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    if progress is not None:
+        progress(0.05, "t-SNE (scikit-learn; install openTSNE for a faster map)")
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0, n_jobs=_threads()).fit_transform(z)
+
+
+def place(run: Run, m: MapData, z: torch.Tensor, k: int = 10) -> tuple[float, float]:
+    """Where latent z (D,) goes on map ``m``: exact for PCA; for t-SNE the weighted mean of the positions
+    of its k nearest map points (weights: a Gaussian of latent distance with bandwidth = the k-th
+    neighbour's distance)."""
+    z = torch.as_tensor(z, dtype=torch.float32)
+    if m.method == "PCA":
+        c = pca_coords(pca_basis(run), z)
+        return float(c[0]), float(c[1]) if c.numel() > 1 else 0.0
+    ref = run.cached(("map-ref", m.n), lambda: torch.from_numpy(np.ascontiguousarray(run.z[: m.n], np.float32)))
+    d2 = (ref - z).pow(2).sum(1)
+    kk = min(k, len(d2))
+    dist, idx = torch.topk(d2, kk, largest=False)
+    h = dist[-1].clamp_min(1e-12)
+    w = torch.exp(-dist / h)
+    w = w / w.sum()
+    xy = (torch.from_numpy(m.xy[idx.numpy()]) * w[:, None]).sum(0)
+    return float(xy[0]), float(xy[1])
+
+
+@torch.inference_mode()
+def predicted_labels(run: Run, classifier: torch.nn.Module, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Labels a classifier predicts for the decoded images of all the run's latents, and their probability
+    (cached per run): how a GAN's map is coloured."""
+
+    def compute():
+        from explorer.render import to_model_input, to_pixels
+
+        device = next(classifier.parameters()).device
+        labels, probs = [], []
+        for chunk in torch.from_numpy(run.z).split(batch_size):
+            pixels = to_pixels(run.model.decode(chunk.to(run.device)), run.value_range).transpose(0, 3, 1, 2)
+            x = to_model_input(pixels, tuple(classifier.value_range), device)
+            p = classifier.logits(x).softmax(1)
+            conf, lab = p.max(1)
+            labels.append(lab.cpu())
+            probs.append(conf.cpu())
+        return torch.cat(labels).numpy().astype(np.int64), torch.cat(probs).numpy()
+
+    return run.cached(("predicted-labels", id(classifier)), compute)
