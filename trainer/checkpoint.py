@@ -211,8 +211,15 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def read_meta(run_dir: str | Path) -> dict[str, Any]:
-    """config.json of a checkpoint, validated (format version, kind). Cheap: no weights are read."""
-    return _read_config(Path(run_dir))
+    """config.json of a checkpoint, validated (format version, kind). Cheap: no weights are read.
+    Like ``load_checkpoint``, reads the set-aside previous version if a save died mid-swap."""
+    return _read_config(_live_or_old(Path(run_dir)))
+
+
+def _live_or_old(run_dir: Path) -> Path:
+    if not run_dir.exists() and (_old_dir(run_dir) / CONFIG_NAME).exists():
+        return _old_dir(run_dir)  # a save was interrupted mid-swap; the previous version is intact
+    return run_dir
 
 
 def _looks_pickled(path: Path) -> bool:
@@ -302,9 +309,7 @@ def load_checkpoint(
     Needs only the path. Raises CheckpointError with a message that says what is wrong for a missing,
     corrupt, unsafe (a directory holding pickle files is refused unopened) or incompatible checkpoint.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.exists() and (_old_dir(run_dir) / CONFIG_NAME).exists():
-        run_dir = _old_dir(run_dir)  # a save was interrupted mid-swap; the previous version is intact
+    run_dir = _live_or_old(Path(run_dir))
     if not run_dir.is_dir():
         raise CheckpointError(f"no checkpoint directory at {run_dir}")
     _check_no_pickles(run_dir)
