@@ -35,7 +35,8 @@ def to_model_input(pixels: np.ndarray, value_range: tuple[float, float],
     if a.ndim != 4:
         raise ValueError(f"pixels must be (C, H, W) or (B, C, H, W), got shape {a.shape}")
     lo, hi = value_range
-    x = torch.from_numpy(np.ascontiguousarray(a)).to(device).float().div_(255.0)
+    a = np.ascontiguousarray(a)
+    x = torch.from_numpy(a if a.flags.writeable else a.copy()).to(device).float().div_(255.0)
     return x if (lo, hi) == (0.0, 1.0) else x.mul_(hi - lo).add_(lo)
 
 

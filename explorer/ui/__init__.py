@@ -17,7 +17,8 @@ from explorer.ui import explore, interpolate, mapview, picker, reconstruct
 from explorer.ui.common import Ctx, bind, new_state
 
 CSS = """
-.lx-sliders { max-height: 72vh; overflow-y: auto; padding-right: 4px; }
+.lx-sliders { max-height: 62vh; overflow-y: auto; overflow-x: hidden; padding-right: 4px; flex-wrap: nowrap; }
+.lx-note { font-size: 0.9em; opacity: 0.85; }
 .lx-hidden { display: none !important; }
 #explore-caption { text-align: center; }
 #interp-strip img { image-rendering: pixelated; }

@@ -97,12 +97,15 @@ def with_z(state: dict | None, run: Run, z: list[float], **changes: Any) -> dict
 _TMP = None
 
 
-def tmp_path(suffix: str) -> str:
-    """A fresh file path in this process's scratch directory (Gradio copies outputs into its cache)."""
+def tmp_path(name: str) -> str:
+    """A fresh path for a file called ``name`` in this process's scratch directory (Gradio copies outputs
+    into its own cache, so the name is what a download is saved as)."""
     global _TMP
     if _TMP is None:
         _TMP = tempfile.mkdtemp(prefix="latent-explorer-")
-    return os.path.join(_TMP, f"{uuid.uuid4().hex}{suffix}")
+    folder = os.path.join(_TMP, uuid.uuid4().hex[:12])
+    os.makedirs(folder)
+    return os.path.join(folder, name)
 
 
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"]

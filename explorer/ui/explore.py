@@ -176,8 +176,8 @@ def configure(store: Store, run_name: str | None, state: dict | None) -> list:
     pcs_vals = core.pc_values(run, z)
     cls = ctl.classes[0] if ctl.classes else None
     lo, hi = core.class_range(store, run, cls)
-    cls_label = "Class direction: towards" + (" (classes predicted by the digit classifier)"
-                                               if ctl.label_source == "classifier" else "")
+    cls_info = "classes as the digit classifier predicts them for the samples" \
+        if ctl.label_source == "classifier" else "from the mean of all encodings towards the class mean"
 
     def slider(spec: core.SliderSpec, v: float) -> dict:
         return gr.update(label=spec.label, minimum=min(spec.lo, v), maximum=max(spec.hi, v), step=spec.step,
@@ -190,7 +190,7 @@ def configure(store: Store, run_name: str | None, state: dict | None) -> list:
         ctl.dims_note,
         gr.update(visible=True),  # pcs group
         gr.update(visible=False),  # dims group
-        gr.update(choices=ctl.classes, value=cls, label=cls_label),
+        gr.update(choices=ctl.classes, value=cls, info=cls_info),
         gr.update(visible=bool(ctl.classes)),  # class row
         *[slider(s, v) for s, v in zip(ctl.dims, dims_vals, strict=True)],
         *[slider(s, v) for s, v in zip(ctl.pcs, pcs_vals, strict=True)],
@@ -199,6 +199,18 @@ def configure(store: Store, run_name: str | None, state: dict | None) -> list:
 
 
 # ---- layout and wiring -----------------------------------------------------------------------------------
+
+def _sliders(specs: list[core.SliderSpec] | None, values: list[float] | None, n: int, prefix: str) -> list:
+    """``n`` sliders in a scrolling column; hidden ones are kept so every run can reuse the same set."""
+    out = []
+    with gr.Column(elem_classes="lx-sliders"):
+        for i in range(n):
+            spec = specs[i] if specs else core.SliderSpec(f"{prefix} {i}", -1.0, 1.0, visible=False)
+            v = values[i] if values else 0.0
+            out.append(gr.Slider(min(spec.lo, v), max(spec.hi, v), value=v, step=spec.step, label=spec.label,
+                                 visible=spec.visible, elem_id=f"{prefix}-{i}"))
+    return out
+
 
 def build(ctx: Ctx) -> None:
     store = ctx.store
@@ -224,33 +236,22 @@ def build(ctx: Ctx) -> None:
             with gr.Column(scale=2, min_width=320):
                 mode = gr.Radio([PCS_MODE, DIMS_MODE] if ctl and ctl.dims_available else [PCS_MODE],
                                 value=PCS_MODE, label="Sliders", elem_id="slider-mode")
-                with gr.Column(visible=True, elem_classes="lx-sliders") as pcs_group:
-                    pcs_note = gr.Markdown(ctl.pcs_note if ctl else "")
-                    pcs = []
-                    vals = core.pc_values(run, z) if run else [0.0] * core.N_PCS
-                    for k in range(core.N_PCS):
-                        spec = ctl.pcs[k] if ctl else core.SliderSpec(f"PC{k + 1}", -1, 1, False)
-                        pcs.append(gr.Slider(min(spec.lo, vals[k]), max(spec.hi, vals[k]), value=vals[k],
-                                             step=spec.step, label=spec.label, visible=spec.visible,
-                                             elem_id=f"pc-{k}"))
-                with gr.Column(visible=False, elem_classes="lx-sliders") as dims_group:
-                    dims_note = gr.Markdown(ctl.dims_note if ctl else "")
-                    dims = []
-                    vals = core.dim_values(run, z) if run else [0.0] * core.MAX_DIM_SLIDERS
-                    for i in range(core.MAX_DIM_SLIDERS):
-                        spec = ctl.dims[i] if ctl else core.SliderSpec(f"dim {i}", -1, 1, False)
-                        dims.append(gr.Slider(min(spec.lo, vals[i]), max(spec.hi, vals[i]), value=vals[i],
-                                              step=spec.step, label=spec.label, visible=spec.visible,
-                                              elem_id=f"dim-{i}"))
-                with gr.Row(visible=bool(ctl and ctl.classes), elem_id="class-row") as class_row:
+                with gr.Column(visible=True) as pcs_group:
+                    pcs_note = gr.Markdown(ctl.pcs_note if ctl else "", elem_classes="lx-note")
+                    pcs = _sliders(ctl.pcs if ctl else None, core.pc_values(run, z) if run else None,
+                                   core.N_PCS, "pc")
+                with gr.Column(visible=False) as dims_group:
+                    dims_note = gr.Markdown(ctl.dims_note if ctl else "", elem_classes="lx-note")
+                    dims = _sliders(ctl.dims if ctl else None, core.dim_values(run, z) if run else None,
+                                    core.MAX_DIM_SLIDERS, "dim")
+                with gr.Column(visible=bool(ctl and ctl.classes), elem_id="class-row") as class_row:
                     cls0 = ctl.classes[0] if ctl and ctl.classes else None
                     cls = gr.Dropdown(ctl.classes if ctl else [], value=cls0, label="Class direction: towards",
-                                      elem_id="class-choice", scale=1, min_width=120)
+                                      elem_id="class-choice")
                     lo, hi = core.class_range(store, run, cls0) if run else (-3, 3)
                     cls_v = core.class_value(store, run, z, cls0) if run else 0.0
                     cls_slider = gr.Slider(min(lo, cls_v), max(hi, cls_v), value=cls_v, step=0.01,
-                                           label="Position along it (σ of the data)", elem_id="class-slider",
-                                           scale=3)
+                                           label="Position along it (σ of the data)", elem_id="class-slider")
         with gr.Accordion("Latent vector and export", open=False):
             latent_box = gr.Textbox(run and core.format_latent(z), label="Current latent (JSON list)", lines=3,
                                     elem_id="latent-box", buttons=["copy"])

@@ -45,7 +45,8 @@ def interpolate(store: Store, run_name: str, state: dict,
                           progress=report("A"))
     zb, what_b = endpoint(store, run_name, state, b_source, b_seed, b_class, b_sample, b_upload,
                           progress=report("B"))
-    strip, gif = core.interpolation(run, za, zb, steps, method, tmp_path(".gif"))
+    strip, gif = core.interpolation(run, za, zb, steps, method,
+                                    tmp_path(f"{run.name}-{method}-{int(steps)}-frames.gif"))
     caption = f"{int(steps)} frames, {method}, from {what_a} to {what_b} ({run.name})"
     return strip, gif, gif, caption
 
