@@ -434,7 +434,11 @@ def _save_grids(out: Path, epoch: int, model, preview_z, preview_x) -> None:
     model.eval()
     samples = out / ckpt.SAMPLES_DIR
     samples.mkdir(parents=True, exist_ok=True)
-    save_image(_to_01(model.decode(preview_z), model).float().cpu(), samples / f"epoch_{epoch:03d}.png", nrow=8)
+    z = preview_z
+    if model.kind == "ae":  # no prior: refit the sampling Gaussian to the preview encodings, use the noise as ε
+        model.fit_prior(model.encode(preview_x))
+        z = model.latent_mean + preview_z * model.latent_std
+    save_image(_to_01(model.decode(z), model).float().cpu(), samples / f"epoch_{epoch:03d}.png", nrow=8)
     if has_encoder(model):
         recon = model.decode(model.encode(preview_x))
         save_image(torch.cat([preview_x, recon]).float().cpu(), samples / f"recon_{epoch:03d}.png", nrow=8)
