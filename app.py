@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from explorer import serving
     from explorer.store import get_store, pick_device
     from explorer.ui import build_app, launch_kwargs
 
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = args.port or (int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None)
     print(f"Latent Explorer: {len(runs)} model(s) from {args.checkpoints} on {device}")
-    demo.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, share=args.share,
-                                                   **launch_kwargs())
+    # Bounded queue, upload limit, nothing served from disk, cache cleanup: see explorer/serving.py.
+    serving.serve(demo, host, port, share=args.share, checkpoints_dir=args.checkpoints, **launch_kwargs())
     return 0
 
 
