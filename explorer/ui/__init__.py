@@ -57,7 +57,8 @@ def build_app(checkpoints_dir: str | Path = "checkpoints", device: str = "auto",
         with gr.Row(equal_height=True, elem_id="header"):
             gr.Markdown(f"## {TITLE}\nAEs, VAEs and GANs from `{store.root}`, decoded live on **{store.device}**.",
                         elem_id="title")
-            run_dd = gr.Dropdown(names, value=run, label="Model", elem_id="run-select", scale=0, min_width=260)
+            run_dd = gr.Dropdown(names, value=run, label="Model", elem_id="run-select", scale=0, min_width=260,
+                                 allow_custom_value=True)  # runs added later are checked by the store
         state = gr.State(initial)
         ctx = Ctx(store=store, run=run)
         ctx.c.update(run_dd=run_dd, state=state, initial_state=initial, sync_fn=explore.sync_all)

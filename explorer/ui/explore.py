@@ -221,7 +221,8 @@ def build(ctx: Ctx) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 view = gr.HTML(core.image_uri(run, z) if run else "", html_template=VIEW_TEMPLATE,
-                               css_template=VIEW_CSS, js_on_load=None, elem_id="explore-view")
+                               css_template=VIEW_CSS, js_on_load=None, elem_id="explore-view",
+                               label="image (PNG data URI)")
                 caption = gr.Markdown(f"**{run.name}** · seed 0" if run else "", elem_id="explore-caption")
                 with gr.Row():
                     random_btn = gr.Button("Random", variant="primary", elem_id="random-btn")
@@ -247,7 +248,7 @@ def build(ctx: Ctx) -> None:
                 with gr.Column(visible=bool(ctl and ctl.classes), elem_id="class-row") as class_row:
                     cls0 = ctl.classes[0] if ctl and ctl.classes else None
                     cls = gr.Dropdown(ctl.classes if ctl else [], value=cls0, label="Class direction: towards",
-                                      elem_id="class-choice")
+                                      elem_id="class-choice", allow_custom_value=True)
                     lo, hi = core.class_range(store, run, cls0) if run else (-3, 3)
                     cls_v = core.class_value(store, run, z, cls0) if run else 0.0
                     cls_slider = gr.Slider(min(lo, cls_v), max(hi, cls_v), value=cls_v, step=0.01,

@@ -72,7 +72,7 @@ def _end(ctx: Ctx, key: str, title: str, default_seed: int, classes: list[str]) 
         seed = gr.Number(default_seed, label="Seed", precision=0, minimum=0, elem_id=f"{key}-seed")
         with gr.Row(visible=False) as sample_row:
             cls = gr.Dropdown(["any", *classes], value=classes[0] if classes else "any", label="Class",
-                              elem_id=f"{key}-class")
+                              elem_id=f"{key}-class", allow_custom_value=True)
             sample = gr.Number(0, label="Sample #", precision=0, minimum=0, elem_id=f"{key}-sample")
         upload = gr.File(label="Image", visible=False, elem_id=f"{key}-upload", height=120)
     source.input(source_changed, source, [seed, sample_row, upload], queue=False, show_progress="hidden",
@@ -92,7 +92,7 @@ def build(ctx: Ctx) -> None:
                 method = gr.Radio(["slerp", "lerp"], value="slerp", label="Path",
                                   info="slerp: along the sphere where Gaussian latents live; lerp: straight line")
                 go = gr.Button("Interpolate", variant="primary", elem_id="interp-btn")
-        caption = gr.Markdown(elem_id="interp-caption")
+        caption = gr.Markdown(elem_id="interp-caption", label="caption")
         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="interp-strip")
         with gr.Row():
             gif_view = gr.Image(label="Animation", type="filepath", interactive=False, height=260,

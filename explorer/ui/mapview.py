@@ -196,14 +196,14 @@ def build(ctx: Ctx) -> None:
                           info="the first N stored latents; t-SNE time grows with N", elem_id="map-n")
             perplexity = gr.Slider(5, 50, value=30, step=1, label="t-SNE perplexity", elem_id="map-perplexity")
             draw = gr.Button("Draw map", variant="primary", elem_id="map-draw")
-        status = gr.Markdown(elem_id="map-status")
+        status = gr.Markdown(elem_id="map-status", label="status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
-                plot = gr.Plot(elem_id="map-plot", show_label=False)
+                plot = gr.Plot(elem_id="map-plot", show_label=False, label="map")
             with gr.Column(scale=1, min_width=150):
                 picked = gr.HTML("", html_template=PICKED_TEMPLATE, css_template=PICKED_CSS, js_on_load=None,
-                                 elem_id="map-picked")
-                picked_note = gr.Markdown(elem_id="map-picked-note")
+                                 elem_id="map-picked", label="picked image (PNG data URI)")
+                picked_note = gr.Markdown(elem_id="map-picked-note", label="picked")
         bridge = gr.HTML("", html_template="", js_on_load=BRIDGE_JS, elem_id="map-bridge",
                          elem_classes="lx-hidden")
     ctx["map_config_outputs"] = [n, plot, status, picked, picked_note]
