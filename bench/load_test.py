@@ -102,11 +102,11 @@ def _files(tmp: Path) -> tuple[list[str], list[str]]:
 
 
 class User(threading.Thread):
-    def __init__(self, i: int, url: str, runs: list[tuple[str, bool]], ranges: dict[str, list[tuple[float, float]]],
+    def __init__(self, i: int, url: str, runs: list[tuple[str, bool, bool]], ranges: dict[str, list[tuple[float, float]]],
                  files: tuple[list[str], list[str]], deadline: float, results: dict, lock: threading.Lock):
         super().__init__(name=f"user-{i}", daemon=True)
         self.i, self.url, self.deadline = i, url, deadline
-        self.run_name, self.has_encoder = runs[i % len(runs)]
+        self.run_name, self.has_encoder, self.dim_sliders = runs[i % len(runs)]
         self.ranges = ranges
         self.good, self.bad = files
         self.rng = random.Random(i)
@@ -140,6 +140,8 @@ class User(threading.Thread):
             action = self.rng.choices(actions, weights)[0]
             if action in ("upload", "hostile_upload") and not self.has_encoder:
                 action = "seed"  # a GAN reconstructs by optimisation: a different, slower benchmark
+            if action == "slider_dims" and not self.dim_sliders:
+                action = "slider_pcs"  # the UI offers per-dimension sliders only up to MAX_DIM_SLIDERS
             name = self.run_name
             if action == "slider_dims":
                 args, api = (name, *self._positions("explore_dims")), "/explore_dims"
@@ -184,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.users <= 200 or not 0 < args.seconds <= 3600:
         p.error("--users must be 1..200 and --seconds 0..3600")
 
+    from explorer.core import MAX_DIM_SLIDERS
     from explorer.store import list_runs
 
-    runs = [(r.name, r.kind in ("ae", "vae")) for r in list_runs(args.checkpoints) if r.explorable]
+    runs = [(r.name, r.kind in ("ae", "vae"), (r.latent_dim or 0) <= MAX_DIM_SLIDERS)
+            for r in list_runs(args.checkpoints) if r.explorable]
     if not runs:
         raise SystemExit(f"no explorable runs in {args.checkpoints}; train one first (see README)")
 
@@ -227,13 +231,13 @@ def _slider_ranges(config: dict) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def _drive(args, url: str, runs: list[tuple[str, bool]], proc: subprocess.Popen | None) -> int:
+def _drive(args, url: str, runs: list[tuple[str, bool, bool]], proc: subprocess.Popen | None) -> int:
     from gradio_client import Client
 
     # Warm-up: every run loaded once (the first load of a model is not what a slider move costs).
     warm = Client(url, verbose=False)
     ranges = _slider_ranges(warm.config)
-    for name, _ in runs:
+    for name, *_ in runs:
         warm.predict(name, 0, 1.0, api_name="/explore_seed")
     pid = proc.pid if proc is not None else None
     rss: list[tuple[float, float]] = []
@@ -253,6 +257,7 @@ def _drive(args, url: str, runs: list[tuple[str, bool]], proc: subprocess.Popen 
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="load-test-files-") as tmp:
         files = _files(Path(tmp))
+        load_before = os.getloadavg()[0]
         deadline = time.monotonic() + args.seconds
         t_start = time.perf_counter()
         users = [User(i, url, runs, ranges, files, deadline, results, lock) for i in range(args.users)]
@@ -261,6 +266,7 @@ def _drive(args, url: str, runs: list[tuple[str, bool]], proc: subprocess.Popen 
         for u in users:
             u.join(args.seconds + CALL_TIMEOUT + 60)
         wall = time.perf_counter() - t_start
+        load_after = os.getloadavg()[0]
     stop.set()
     sampler.join(5)
 
@@ -282,13 +288,16 @@ def _drive(args, url: str, runs: list[tuple[str, bool]], proc: subprocess.Popen 
                "growth_mb": end - start, "growth_second_half_mb": (half[-1] - half[0]) if half else 0.0}
     total = len(all_lat)
     payload = {"machine": machine(), "users": args.users, "seconds": args.seconds, "wall_s": wall,
-               "runs": [n for n, _ in runs], "calls": total, "calls_per_s": total / wall if wall else 0.0,
+               "runs": [r[0] for r in runs], "calls": total, "calls_per_s": total / wall if wall else 0.0,
                "errors": len(errors), "error_samples": errors[:20], "p50_ms": percentile(all_lat, 0.5),
-               "p95_ms": percentile(all_lat, 0.95), "by_action": rows, "memory": mem}
+               "p95_ms": percentile(all_lat, 0.95), "by_action": rows, "memory": mem,
+               "load_average_1min": [load_before, load_after]}
 
     lines = [f"# Load test: {args.users} users for {args.seconds:.0f} s", "",
              f"Machine: {machine_line(payload['machine'])}. App: `app.py --device cpu` on "
-             f"{', '.join(payload['runs'])}, loopback, gradio_client sessions.", "",
+             f"{', '.join(payload['runs'])}, loopback, gradio_client sessions on the same machine."
+             f" 1-minute load average {load_before:.1f} before, {load_after:.1f} after"
+             " (the users' own threads and anything else running share the cores).", "",
              f"**{total} calls, {payload['calls_per_s']:.1f}/s, {len(errors)} unexpected errors;"
              f" p50 {payload['p50_ms']:.0f} ms, p95 {payload['p95_ms']:.0f} ms.**", "",
              "| action | calls | errors | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|"]
