@@ -73,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"note: no explorable runs in {args.checkpoints}; the app will say how to train one", file=sys.stderr)
     demo = build_app(store=store)
-    if not args.no_warm:
-        threading.Thread(target=warm, args=(store, [r.name for r in runs]), daemon=True).start()
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = args.port or (int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None)
     print(f"Latent Explorer: {len(runs)} model(s) from {args.checkpoints} on {device}")
     # Bounded queue, upload limit, nothing served from disk, cache cleanup: see explorer/serving.py.
-    serving.serve(demo, host, port, share=args.share, checkpoints_dir=args.checkpoints, **launch_kwargs())
+    serving.serve(demo, host, port, share=args.share, checkpoints_dir=args.checkpoints, prevent_thread_lock=True,
+                  **launch_kwargs())
+    if not args.no_warm:  # once the server is up, so start-up never waits for it
+        threading.Thread(target=warm, args=(store, [r.name for r in runs]), daemon=True).start()
+    demo.block_thread()
     return 0
 
 

@@ -18,6 +18,7 @@ from explorer.ui.common import Ctx, bind, new_state
 
 CSS = """
 .lx-sliders { max-height: 62vh; overflow-y: auto; overflow-x: hidden; padding-right: 4px; flex-wrap: nowrap; }
+.lx-sliders > .form { flex-shrink: 0; }
 .lx-note { font-size: 0.9em; opacity: 0.85; }
 .lx-hidden { display: none !important; }
 #explore-caption { text-align: center; }

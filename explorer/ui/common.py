@@ -102,7 +102,10 @@ def tmp_path(name: str) -> str:
     into its own cache, so the name is what a download is saved as)."""
     global _TMP
     if _TMP is None:
+        from explorer.serving import start_scratch_cleanup
+
         _TMP = tempfile.mkdtemp(prefix="latent-explorer-")
+        start_scratch_cleanup(_TMP)  # GIFs are copied into Gradio's cache; old ones here are pruned
     folder = os.path.join(_TMP, uuid.uuid4().hex[:12])
     os.makedirs(folder)
     return os.path.join(folder, name)

@@ -92,7 +92,7 @@ def build(ctx: Ctx) -> None:
                 method = gr.Radio(["slerp", "lerp"], value="slerp", label="Path",
                                   info="slerp: along the sphere where Gaussian latents live; lerp: straight line")
                 go = gr.Button("Interpolate", variant="primary", elem_id="interp-btn")
-        caption = gr.Markdown(elem_id="interp-caption", label="caption")
+        caption = gr.Markdown(elem_id="interp-caption", label="interpolation caption")
         strip = gr.Image(label="Frames", format="png", interactive=False, elem_id="interp-strip")
         with gr.Row():
             gif_view = gr.Image(label="Animation", type="filepath", interactive=False, height=260,

@@ -22,26 +22,31 @@ from explorer.ui.common import Ctx, bind, current, with_z
 BRIDGE_JS = r"""
 const attach = () => {
   const gd = document.querySelector('#map-plot .js-plotly-plot');
-  if (!gd || !gd.on || gd.__lxBridge) return;
-  gd.__lxBridge = true;
-  let lastPoint = 0, down = null;
+  if (!gd || !gd.on) return;
   const send = (msg) => { props.value = JSON.stringify({...msg, t: Date.now()}); trigger('click'); };
-  gd.on('plotly_click', (ev) => {
-    const p = ev && ev.points && ev.points[0];
-    if (!p) return;
-    lastPoint = Date.now();
-    const row = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
-    send({kind: 'point', row: Number(row), x: p.x, y: p.y});
-  });
+  // Plotly's event emitter (gd._ev) is replaced when the figure is re-created: bind to each new one once.
+  if (gd.__lxEv !== gd._ev) {
+    gd.__lxEv = gd._ev;
+    gd.on('plotly_click', (ev) => {
+      const p = ev && ev.points && ev.points[0];
+      if (!p) return;
+      gd.__lxLastPoint = Date.now();
+      const row = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
+      send({kind: 'point', row: Number(row), x: p.x, y: p.y});
+    });
+  }
+  if (gd.__lxPointer) return;
+  gd.__lxPointer = true;
   // Clicks on empty space: plotly puts a drag cover over the page on pointerdown, so the pointerup is
   // caught on window. A click that plotly reports as a point click wins.
+  let down = null;
   gd.addEventListener('pointerdown', (e) => { down = [e.clientX, e.clientY, e.target]; }, true);
   window.addEventListener('pointerup', (e) => {
     const d = down; down = null;
     if (!d || Math.abs(e.clientX - d[0]) + Math.abs(e.clientY - d[1]) > 4) return;
     if (!d[2].closest || !d[2].closest('.nsewdrag, .draglayer, .plot')) return;
     setTimeout(() => {
-      if (Date.now() - lastPoint < 500) return;
+      if (Date.now() - (gd.__lxLastPoint || 0) < 500) return;
       const L = gd._fullLayout, xa = L && L.xaxis, ya = L && L.yaxis;
       if (!xa || !ya) return;
       const r = gd.getBoundingClientRect();
@@ -147,6 +152,14 @@ def map_show(store: Store, run_name: str, state: dict, method: str, n: float, pe
     return gr.update(), f"Press **Draw map** to compute the t-SNE of {n:,} latents (this takes a while on a CPU)."
 
 
+def map_pins(store: Store, run_name: str, state: dict, method: str, n: float, perplexity: float):
+    """The cached map redrawn with the pins moved (after a click sent a new latent to Explore)."""
+    run = store.get(run_name)
+    method, n, perplexity = maps.check_settings(method, n, len(run.z), perplexity)
+    m = maps.cached_map(run, method, n, perplexity)
+    return gr.update() if m is None else _figure(store, run, m, state)
+
+
 def map_click(store: Store, run_name: str, state: dict, clicked: str, method: str, n: float, perplexity: float):
     """A click on the map (JSON from the bridge: {"kind": "point", "row": i} or {"kind": "empty", "x", "y"})
     decodes that latent and makes it the Explore latent."""
@@ -196,14 +209,14 @@ def build(ctx: Ctx) -> None:
                           info="the first N stored latents; t-SNE time grows with N", elem_id="map-n")
             perplexity = gr.Slider(5, 50, value=30, step=1, label="t-SNE perplexity", elem_id="map-perplexity")
             draw = gr.Button("Draw map", variant="primary", elem_id="map-draw")
-        status = gr.Markdown(elem_id="map-status", label="status")
+        status = gr.Markdown(elem_id="map-status", label="map status")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
-                plot = gr.Plot(elem_id="map-plot", show_label=False, label="map")
+                plot = gr.Plot(elem_id="map-plot", show_label=False, label="map plot")
             with gr.Column(scale=1, min_width=150):
                 picked = gr.HTML("", html_template=PICKED_TEMPLATE, css_template=PICKED_CSS, js_on_load=None,
                                  elem_id="map-picked", label="picked image (PNG data URI)")
-                picked_note = gr.Markdown(elem_id="map-picked-note", label="picked")
+                picked_note = gr.Markdown(elem_id="map-picked-note", label="picked point")
         bridge = gr.HTML("", html_template="", js_on_load=BRIDGE_JS, elem_id="map-bridge",
                          elem_classes="lx-hidden")
     ctx["map_config_outputs"] = [n, plot, status, picked, picked_note]
@@ -215,7 +228,8 @@ def build(ctx: Ctx) -> None:
     bridge.click(bind(map_click, store), [run_dd, state, bridge, *settings],
                  [ctx["view"], state, picked, picked_note], api_name="map_click", show_progress="hidden").then(
         bind(ctx["sync_fn"], store), [run_dd, state, ctx["cls"]], ctx["sync_outputs"], show_progress="hidden",
-        api_visibility="private")
+        api_visibility="private").then(
+        bind(map_pins, store), [run_dd, state, *settings], [plot], show_progress="hidden", api_visibility="private")
 
 
 def configure(store: Store, run_name: str | None) -> list:

@@ -65,7 +65,7 @@ def build(ctx: Ctx) -> None:
             with gr.Column(min_width=200):
                 recon = gr.Image(label="Reconstruction", format="png", interactive=False, height=240,
                                  elem_id="recon-output")
-        metrics = gr.Markdown(elem_id="recon-metrics", label="error")
+        metrics = gr.Markdown(elem_id="recon-metrics", label="reconstruction error")
         with gr.Row():
             to_explore_btn = gr.Button("Send latent to Explore", elem_id="recon-to-explore")
             to_a = gr.Button("Use as interpolation start (A)", elem_id="recon-to-a")
