@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -49,6 +50,12 @@ def test_prune_removes_only_old_entries(tmp_path):
     assert not old.exists() and new.exists() and outside.exists()
 
 
+class Server(NamedTuple):
+    url: str
+    checkpoints: Path
+    demo: Any  # the launched gr.Blocks
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,7 +70,7 @@ def server(tiny_checkpoints_dir):
     demo = build_app(tiny_checkpoints_dir, "cpu")
     _, url, _ = serving.serve(demo, port=_free_port(), checkpoints_dir=tiny_checkpoints_dir,
                               prevent_thread_lock=True, quiet=True, **launch_kwargs())
-    yield url.rstrip("/"), tiny_checkpoints_dir
+    yield Server(url.rstrip("/"), Path(tiny_checkpoints_dir), demo)
     demo.close()
 
 
@@ -73,7 +80,7 @@ def server(tiny_checkpoints_dir):
     "..%2f..%2f..%2fetc%2fpasswd", "/proc/self/environ", "~/.bashrc",
 ])
 def test_nothing_outside_the_app_is_served(server, path):
-    url, ck = server
+    url, ck = server.url, server.checkpoints
     target = path.format(ck=ck, root=ROOT)
     for prefix in ("/gradio_api/file=", "/file="):
         r = httpx.get(url + prefix + target, timeout=30)
@@ -82,12 +89,21 @@ def test_nothing_outside_the_app_is_served(server, path):
 
 
 def test_monitoring_and_analytics_are_off(server):
-    url, _ = server
+    url = server.url
     assert httpx.get(url + "/monitoring", timeout=30).status_code in (403, 404)
+    assert server.demo.analytics_enabled is False
+
+
+def test_queue_is_bounded_and_cache_cleaned(server):
+    demo = server.demo
+    assert demo._queue.max_size == serving.QUEUE_MAX_SIZE
+    assert demo._queue.default_concurrency_limit == serving.CONCURRENCY_LIMIT
+    assert demo.delete_cache == serving.CACHE_CLEANUP
+    assert demo.server_name == "127.0.0.1"
 
 
 def test_oversized_upload_is_refused_by_the_server(server):
-    url, _ = server
+    url = server.url
     big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (serving.MAX_FILE_SIZE + 1)
     r = httpx.post(url + "/gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
     assert r.status_code == 413
@@ -98,7 +114,7 @@ def test_hostile_uploads_get_our_message_not_a_server_error(server, tmp_path):
     from gradio_client.exceptions import AppError
     from test_uploads import CORPUS
 
-    url, _ = server
+    url = server.url
     client = Client(url, verbose=False)
     refused = {"truncated_png": "truncated", "png_20000x20000": "megapixel", "svg": "not an image",
                "text_named_png": "not an image", "empty_file": "empty", "eps_with_payload": "not an image",
@@ -133,7 +149,7 @@ def test_bad_api_arguments_get_a_clear_error(server, call):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    url, _ = server
+    url = server.url
     api_name, args = call
     try:
         Client(url, verbose=False).predict(*args, api_name=api_name)
@@ -148,7 +164,7 @@ def test_sessions_are_isolated(server):
     state-dependent answer is always their own latent's image, never another's."""
     from gradio_client import Client
 
-    url, _ = server
+    url = server.url
     n, rounds = 8, 6
     seen: dict[int, set[str]] = {}
     errors: list[BaseException] = []
