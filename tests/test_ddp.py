@@ -8,8 +8,10 @@ rank r trains on rows r::2 of exactly the images the single process sees at each
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,19 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--dataset", "digits", "--arch", "mlp", "--device", "cpu", "--latents-sample", "100"]
 
 
+_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun_cmd(*args: str) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=2 -m trainer ARGS`` (standalone: a free port is picked)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "trainer", *args]
+
+
 def _torchrun(*args: str) -> str:
-    """``torchrun --standalone --nproc_per_node=2 -m trainer ARGS`` (a free port is picked); returns stdout."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "trainer", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    """Run it to the end; returns stdout."""
+    r = subprocess.run(_torchrun_cmd(*args), cwd=ROOT, env=_ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"torchrun exited with {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
 
 
 def _check_same_format(ddp: Path, single: Path) -> ckpt.Checkpoint:
     """The 2-process checkpoint is the only thing written and has the single-process layout; it loads."""
-    assert sorted(p.name for p in ddp.parent.iterdir()) == sorted([ddp.name, single.name])  # no .partial/.old
+    runs = sorted(p.name for p in ddp.parent.iterdir() if p.is_dir())
+    assert runs == sorted([ddp.name, single.name])  # no .partial/.old left behind
     assert sorted(p.name for p in ddp.rglob("*")) == sorted(p.name for p in single.rglob("*"))
     loaded = ckpt.load_checkpoint(ddp)
     meta, ref = loaded.meta, ckpt.read_meta(single)
@@ -83,26 +91,45 @@ def test_vae_on_two_processes_trains_like_one(tmp_path):
             assert h[k] == pytest.approx(r[k], rel=0.02), (h["epoch"], k)
 
 
-def test_gan_on_two_processes_equals_one_and_resumes(tmp_path):
-    """Weights equal to 1e-5 (they are of order 0.1; measured differences ~3e-7). Same initial weights,
+def test_gan_on_two_processes_equals_one_through_sigterm_and_resume(tmp_path):
+    """torchrun is stopped with SIGTERM (which it passes on to both ranks) after the first epoch, resumed
+    under torchrun for one more epoch, and compared with one process trained straight to that epoch.
+
+    Weights equal to 1e-5 (they are of order 0.1; measured differences ~3e-7). Same initial weights,
     same images per global batch, and the latents are drawn for the whole global batch from a generator
-    shared by the ranks and sliced like the images, so each sample meets the same z. D's and G's losses
-    are batch means and DDP averages the two ranks' gradients of half-batch means: the full-batch mean
-    gradient, up to float summation order. Then both runs --resume for a second epoch, still equal."""
+    shared by the ranks and sliced like the images, so each sample meets the same z; the ns loss draws
+    no other noise. D's and G's losses are batch means and DDP averages the two ranks' gradients of
+    half-batch means: the full-batch mean gradient, up to float summation order. The ranks stop before
+    the same step and the resume state restores the shared generators, so where SIGTERM lands does not
+    matter."""
     args = ["--model", "gan", "--hidden", "64,128"]
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    _torchrun(*COMMON, *args, "--epochs", "1", "--batch-size", "32", "--out", str(ddp))
-    _train_single(single, *args, "--epochs", "1")
-    _assert_same_weights(ddp, single)
+    log = tmp_path / "torchrun.log"
+    with open(log, "w") as f:  # 50 epochs: far more than can pass before the signal arrives
+        proc = subprocess.Popen(_torchrun_cmd(*COMMON, *args, "--epochs", "50", "--batch-size", "32", "--out", str(ddp)),
+                                cwd=ROOT, env=_ENV, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while not (ddp / ckpt.CONFIG_NAME).exists():  # written at the end of epoch 1
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=300)  # a hang (ranks waiting on each other) would fail here
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert text.count("interrupted in epoch") == 1, text[-3000:]  # rank 0 saved, once
+    done = ckpt.load_training_state(ddp)["epoch"]
+    assert 1 <= done < 50
 
-    stdout = _torchrun("--resume", "--epochs", "2", "--out", str(ddp))
+    epochs = str(done + 1)
+    stdout = _torchrun("--resume", "--epochs", epochs, "--out", str(ddp))
     assert "resuming" in stdout and stdout.count("done:") == 1
-    assert main(["--resume", "--epochs", "2", "--out", str(single)]) == 0
+    _train_single(single, *args, "--epochs", epochs)
     loaded = _check_same_format(ddp, single)
-    assert loaded.kind == "gan" and len(loaded.meta["history"]) == 2
-    assert sorted(p.name for p in (ddp / ckpt.SAMPLES_DIR).iterdir()) == ["epoch_001.png", "epoch_002.png"]
-    _assert_same_weights(ddp, single)
-    hist, ref = loaded.meta["history"], ckpt.read_meta(single)["history"]
+    assert loaded.kind == "gan" and len(loaded.meta["history"]) == done + 1
+    _assert_same_weights(ddp, single)  # generator, discriminator and the EMA generator
+    hist, ref = loaded.meta["history"][:done], ckpt.read_meta(single)["history"][:done]  # the complete epochs
     for h, r in zip(hist, ref, strict=True):
         assert (h["d"], h["g"]) == pytest.approx((r["d"], r["g"]), rel=1e-4)
 
@@ -110,5 +137,5 @@ def test_gan_on_two_processes_equals_one_and_resumes(tmp_path):
 def _assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a / ckpt.WEIGHTS_NAME)), load_file(str(b / ckpt.WEIGHTS_NAME))
     assert wa.keys() == wb.keys()
-    for k in wa:  # generator, discriminator and the EMA generator
+    for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)
