@@ -68,6 +68,9 @@ def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
         return _Dist(), pick_device(device_name)
     d = _Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = pick_device(device_name)
+    if device.type == "mps":
+        raise ValueError("data-parallel training on MPS is not supported (no collective backend for it); "
+                         "run without torchrun, or add --device cpu")
     if device.type == "cuda":
         if d.local_rank >= torch.cuda.device_count():
             raise ValueError(f"process {d.local_rank} on this machine has no GPU of its own ({torch.cuda.device_count()}"
