@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(cfg)
     except (DatasetError, TrainingError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; say it once
+            print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -21,7 +21,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from trainer import checkpoint as ckpt
@@ -137,7 +136,7 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
     train_idx = data.train_idx
     epochs = cfg.epochs
     if cfg.dry_run:
-        train_idx, epochs = train_idx[:256], 1
+        train_idx, epochs = _spread(train_idx, 256, cfg.seed).sort().values, 1  # every class, in index order
     if cfg.model == "classifier" and not data.has_labels:
         raise TrainingError(f"--model classifier needs labels, and dataset {data.name!r} has none")
     model = build_from_config(cfg, data.image_shape, max(2, len(data.label_names))).to(device)
@@ -434,6 +433,8 @@ def _log_line(row: dict, epochs: int) -> str:
 @torch.no_grad()
 def _save_grids(out: Path, epoch: int, model, preview_z, preview_x) -> None:
     """samples/epoch_NNN.png from fixed noise; for AE/VAE also recon_NNN.png (top: input, bottom: output)."""
+    from torchvision.utils import save_image  # torchvision's import costs seconds; only rank 0 ever needs it
+
     model.eval()
     samples = out / ckpt.SAMPLES_DIR
     samples.mkdir(parents=True, exist_ok=True)
