@@ -29,8 +29,12 @@ TITLE = "Latent Explorer"
 
 
 def launch_kwargs() -> dict:
-    """What ``launch()`` needs besides host and port (Gradio 6 takes css and theme there)."""
-    return dict(css=CSS, theme=gr.themes.Soft())
+    """What ``launch()`` needs besides host and port (Gradio 6 takes css and theme there).
+
+    ``run_history=False``: Gradio would otherwise record every event (each slider move) in the browser's
+    storage, which costs a structured clone and a localStorage write per move on the hot path.
+    """
+    return dict(css=CSS, theme=gr.themes.Soft(), run_history=False)
 
 
 def load_run(store: Store, run_name: str, state: dict | None):
