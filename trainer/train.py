@@ -354,14 +354,20 @@ def _step(net, opt, scaler, autocast, inputs: tuple, noise_gen, d: _Dist) -> dic
     """One optimizer step of a single-loss model (AE, VAE, classifier); None if the loss was not finite."""
     with autocast():
         loss, parts = net(*inputs, generator=noise_gen)
-    if not _finite(loss, d):
-        opt.zero_grad(set_to_none=True)
+    if not _optimize(loss, opt, scaler, d):
         return None
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
     scaler.update()
     return {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
+
+
+def _optimize(loss: torch.Tensor, opt, scaler, d: _Dist) -> bool:
+    """Backward and step on ``loss``; False, with no step, when it is NaN/Inf (on any rank)."""
+    opt.zero_grad(set_to_none=True)
+    if not _finite(loss, d):
+        return False
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    return True
 
 
 def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_gen, loss_gen, critic_steps,
@@ -377,24 +383,16 @@ def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_g
             with torch.no_grad():
                 x_fake = model.generate(z, g_net)
             loss_d, parts_d = model.d_loss(x_real, x_fake, loss_gen, critic=d_net)
-        if not _finite(loss_d, d):
-            opt_d.zero_grad(set_to_none=True)
+        if not _optimize(loss_d, opt_d, scaler, d):
             return None
-        opt_d.zero_grad(set_to_none=True)
-        scaler.scale(loss_d).backward()
-        scaler.step(opt_d)
     # (2) update G: make D call the fakes real. D is frozen and called unwrapped: no D grads, no all-reduce.
     model.discriminator.requires_grad_(False)
     z = model.sample_latent(n_global, noise_gen, x_real.device)[d.rank::d.world]
     with autocast():
         loss_g, parts_g = model.g_loss(model.generate(z, g_net), critic=model.discriminator)
     model.discriminator.requires_grad_(True)
-    if not _finite(loss_g, d):
-        opt_g.zero_grad(set_to_none=True)
+    if not _optimize(loss_g, opt_g, scaler, d):
         return None
-    opt_g.zero_grad(set_to_none=True)
-    scaler.scale(loss_g).backward()
-    scaler.step(opt_g)
     scaler.update()
     model.update_ema()
     return {k: float(v) for k, v in {**parts_d, **parts_g}.items()}
