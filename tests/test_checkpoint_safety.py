@@ -338,3 +338,35 @@ def test_symlinked_file_leading_outside_is_refused(run, tmp_path):
     (run / "loop").symlink_to(run / WEIGHTS_NAME)
     with pytest.raises(CheckpointError):
         load_checkpoint(run)
+
+
+# ---- random damage ----------------------------------------------------------------------------------------
+
+def test_random_damage_gives_a_checkpoint_or_a_checkpoint_error(run):
+    """Byte flips and truncations of every file, 300 times: each load either succeeds (the damage hit
+    weights and left them finite) or raises CheckpointError. Nothing else escapes."""
+    import random
+
+    pristine = {name: (run / name).read_bytes() for name in (CONFIG_NAME, WEIGHTS_NAME, LATENTS_NAME, STATE_NAME)}
+    rng = random.Random(6)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(300):
+        for name, data in pristine.items():
+            (run / name).write_bytes(data)
+        name = rng.choice(list(pristine))
+        data = bytearray(pristine[name])
+        # Most damage lands in the first bytes: headers, where parsers are most exposed.
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(min(len(data), 512) if rng.random() < 0.7 else len(data))
+            data[pos] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        (run / name).write_bytes(bytes(data))
+        try:
+            load_checkpoint(run)
+            load_training_state(run)
+            outcomes["loaded"] += 1
+        except CheckpointError as e:
+            assert str(e)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0

@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,8 +388,8 @@ def load_latents(run_dir: str | Path, latent_dim: int) -> dict[str, np.ndarray]:
             if not isinstance(f, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz archive")
             out = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path} is not a valid latents file ({e})") from e
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy's parsers raise many types on damage
+        raise CheckpointError(f"{path} is not a valid latents file ({type(e).__name__}: {e})") from e
     for k, v in out.items():
         if not isinstance(v, np.ndarray) or v.dtype.kind not in "biuf" or v.ndim == 0:
             raise CheckpointError(f"{path}: '{k}' is not a numeric array; the latents file is corrupt")
