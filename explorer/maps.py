@@ -107,22 +107,23 @@ def _tsne_map(run: Run, n: int, perplexity: float,
 
 
 def _opentsne(z: np.ndarray, perplexity: float, progress: Callable[[float, str], None] | None) -> np.ndarray:
+    """openTSNE with its own defaults (they pick Barnes-Hut or FFT by size, and the learning rate and
+    exaggeration by N); a callback every 50 iterations reports progress."""
     from openTSNE import TSNE
 
-    early, main = 250, 500
+    total = 750  # openTSNE's default schedule: 250 early-exaggeration + 500 iterations
     done = [0]
 
-    def callback(iteration, error, embedding):  # openTSNE calls this every `callbacks_every_iters`
-        done[0] += 25
+    def callback(iteration, error, embedding):
+        done[0] += 50
         if progress is not None:
-            progress(min(0.99, 0.1 + 0.9 * done[0] / (early + main)), f"t-SNE optimisation {done[0]}/{early + main}")
+            progress(min(0.99, 0.1 + 0.9 * done[0] / total), f"t-SNE optimisation {min(done[0], total)}/{total}")
         return False
 
     if progress is not None:
         progress(0.02, "t-SNE: nearest neighbours and affinities")
-    tsne = TSNE(n_components=2, perplexity=perplexity, early_exaggeration_iter=early, n_iter=main,
-                initialization="pca", random_state=0, n_jobs=_threads(), callbacks=callback,
-                callbacks_every_iters=25, verbose=False)
+    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=0, n_jobs=_threads(),
+                callbacks=callback if progress is not None else None, callbacks_every_iters=50, verbose=False)
     return np.asarray(tsne.fit(z))
 
 
