@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from trainer.checkpoint import load_checkpoint, load_training_state, read_meta, recover
+from trainer.checkpoint import (
+    CONFIG_NAME,
+    LATENTS_NAME,
+    load_checkpoint,
+    load_training_state,
+    read_meta,
+    recover,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +61,13 @@ class Trainer:
         while self._lines() - self._start_lines < n:
             assert self.proc.poll() is None, f"trainer exited early ({self.proc.returncode}):\n{self.tail()}"
             assert time.monotonic() < deadline, f"trainer made no progress:\n{self.tail()}"
+            time.sleep(0.01)
+
+    def wait_until(self, condition) -> None:
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            assert self.proc.poll() is None, f"trainer exited early ({self.proc.returncode}):\n{self.tail()}"
+            assert time.monotonic() < deadline, f"the moment never came:\n{self.tail()}"
             time.sleep(0.01)
 
     def freeze_when(self, condition) -> None:
@@ -114,8 +128,7 @@ def _check_on_disk(out: Path, done_before: float) -> float:
     return done
 
 
-def _finish(out: Path, done: float) -> None:
-    epochs = int(done) + 1
+def _finish(out: Path, epochs: int) -> None:
     t = Trainer(out, epochs, resume=True)
     assert t.wait() == 0, t.tail()
     ck = load_checkpoint(out)
@@ -126,15 +139,15 @@ def _finish(out: Path, done: float) -> None:
 
 
 def test_killed_and_interrupted_runs_always_resume(tmp_path):
-    """One run, stopped six ways; after each stop the checkpoint on disk loads and is never behind the
+    """One run, stopped seven ways; after each stop the checkpoint on disk loads and is never behind the
     last one, and a final --resume finishes it. One story rather than several tests: each phase needs a
     fresh interpreter (about 5 s of imports on 2 cores), so the phases share them."""
     out = tmp_path / "run"
     rng = random.Random(6)
 
-    # 1. SIGKILL at a random moment once training is under way
+    # 1. SIGKILL at a random moment once there is a checkpoint to lose
     t = Trainer(out, 1000, resume=False)
-    t.wait_for_epochs(1)
+    t.wait_until(lambda: (out / CONFIG_NAME).exists())
     time.sleep(rng.uniform(0, 0.3))
     assert t.kill() == -signal.SIGKILL
     done = _check_on_disk(out, 0.0)
@@ -179,5 +192,15 @@ def test_killed_and_interrupted_runs_always_resume(tmp_path):
     before, done = done, _check_on_disk(out, done)
     assert done > before
 
-    # 7. --resume continues and finishes
-    _finish(out, done)
+    # 7. Ctrl-C while the final checkpoint (the one with the explorer's latents) is being written:
+    #    every epoch is kept, and --resume only has the final save left to do
+    epochs = int(done) + 1
+    t = Trainer(out, epochs, resume=True)
+    t.freeze_when(lambda: (_scratch(out, "partial") / LATENTS_NAME).exists())  # only the final save has latents
+    assert t.kill(signal.SIGINT) == 130, t.tail()
+    assert "interrupted while writing the final checkpoint" in t.tail() and "Traceback" not in t.tail()
+    done = _check_on_disk(out, done)
+    assert done == epochs and not (out / LATENTS_NAME).exists()
+
+    # 8. --resume finishes it
+    _finish(out, epochs)

@@ -174,9 +174,13 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
         history, start_epoch, start_batch, resume_perm = _resume(out, model, optimizers, scaler, shuffle_gen,
                                                                  noise_gen, device, d, cfg.batch_size * d.world)
         if start_epoch >= epochs:
+            if not generative or (out / ckpt.LATENTS_NAME).exists():
+                if d.main:
+                    print(f"{out} already finished {start_epoch} epochs (asked for {epochs}); nothing to do")
+                return out
+            epochs = start_epoch  # trained to the end, but its final save was cut short: write it now
             if d.main:
-                print(f"{out} already finished {start_epoch} epochs (asked for {epochs}); nothing to do")
-            return out
+                print(f"{out} finished {epochs} epochs but its final checkpoint was interrupted; writing it now")
     elif d.main and (out / ckpt.CONFIG_NAME).exists():
         print(f"note: {out} exists and will be overwritten (use --resume to continue it)")
 
@@ -306,9 +310,15 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device, out: Path) -> Path:
         raise SystemExit(130)
     # ---- the end: latents for the explorer, final checkpoint, summary ------------------------------
     if d.main:
-        latents = _latents(model, data, device, cfg, train_idx) if generative else None
-        state = _training_state(epochs, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
-        ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, latents=latents, training_state=state)
+        try:
+            latents = _latents(model, data, device, cfg, train_idx) if generative else None
+            state = _training_state(epochs, 0, None, optimizers, scaler, shuffle_gen, noise_gen)
+            ckpt.save_checkpoint(out, model, {**meta_base, "history": history}, latents=latents,
+                                 training_state=state)
+        except KeyboardInterrupt:  # the last epoch's checkpoint is intact; --resume writes the final one
+            print(f"\ninterrupted while writing the final checkpoint; {out} keeps all {epochs} epochs."
+                  f" Run again with --resume --out {out} to finish it")
+            raise SystemExit(130) from None
         total = time.perf_counter() - t_run
         rates = [h["img_per_s"] for h in history[-epochs + start_epoch:]] or [0.0]
         print(f"done: {epochs} epochs in {total:.1f} s, {np.mean(rates):.0f} img/s; checkpoint {out}")
