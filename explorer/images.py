@@ -209,7 +209,8 @@ def _to_8bit(img: Image.Image, name: str) -> Image.Image:
             )
         return Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
     if mode == "F":
-        a = np.asarray(img, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs warn when widened; they are refused below
+            a = np.asarray(img, dtype=np.float64)
         return Image.fromarray(_float_to_uint8(a, name), "L")
     if "transparency" in img.info or mode in ("PA", "RGBa", "La"):
         # Palette or colour-key transparency becomes a real alpha channel.

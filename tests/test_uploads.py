@@ -517,3 +517,29 @@ def test_random_mutations_stress():
         if rng.random() < 0.3:
             data = data[: rng.randrange(len(data))]
         _check(bytes(data), 8, 1)
+
+
+_MODES = ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
+          "I", "I;16", "I;16B", "I;16L", "F"]
+
+
+@_FUZZ
+@given(mode=st.sampled_from(_MODES), w=st.integers(1, 40), h=st.integers(1, 40), seed=st.integers(0, 2**16),
+       size=_sizes, channels=_channels)
+def test_fuzz_every_pil_mode(mode, w, h, seed, size, channels):
+    """PIL images handed over directly (as gr.Image(type="pil") would), any mode, random pixel bytes
+    (for I and F: any int32 or float32, NaN included)."""
+    probe = Image.new(mode, (1, 1))
+    nbytes = len(probe.tobytes()) * w * h
+    img = Image.frombytes(mode, (w, h), np.random.default_rng(seed).bytes(nbytes))
+    if mode.startswith("P"):
+        img.putpalette(list(np.random.default_rng(seed + 1).integers(0, 256, 768)))
+    _check(img, size, channels)
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_every_pil_mode_becomes_an_input(mode):
+    """Plain, in-range images of every mode load (I and F with values a 16-bit or [0, 1] image holds)."""
+    img = Image.new(mode, (9, 5))
+    out = _check(img, 8, 3)
+    assert isinstance(out, np.ndarray), f"{mode}: {out}"
