@@ -9,6 +9,9 @@ import gradio as gr
 from explorer.store import RunInfo, Store
 
 COLUMNS = ["Run", "Kind", "Dataset", "Latent", "Image", "Epochs", "Metrics", "Status"]
+# Shown in the table when present (all metrics are in the run's details).
+KEY_METRICS = ("fid_classifier", "inception_score", "precision", "recall", "recon_psnr", "log_likelihood_iw",
+               "accuracy", "test_accuracy")
 
 
 def _num(v) -> str:
@@ -35,7 +38,8 @@ def table(runs: list[RunInfo]) -> list[list[str]]:
     rows = []
     for r in runs:
         metrics = flat_metrics(r.metrics)
-        shown = ", ".join(f"{k} {v}" for k, v in metrics[:4]) + (" …" if len(metrics) > 4 else "")
+        key = [(k, v) for k, v in metrics if k in KEY_METRICS] or metrics[:4]
+        shown = ", ".join(f"{k} {v}" for k, v in key) + (" …" if len(metrics) > len(key) else "")
         if r.error:
             status = f"cannot open: {r.error}"
         elif r.kind == "classifier":
