@@ -313,7 +313,7 @@ class Upload:
     method: str  # "encoder" or "projection"
 
 
-def upload(store: Store, run: Run, source, invert: str = "auto", progress=None) -> Upload:
+def upload(store: Store, run: Run, source, invert: str = "auto", progress=None, framing: str = "crop") -> Upload:
     """Encode (AE/VAE) or project (GAN) an uploaded image, with its reconstruction and error. Results are
     cached per run, image content and options (the last few dozen), so sending the same upload to several
     places costs one encoding."""
@@ -333,7 +333,7 @@ def upload(store: Store, run: Run, source, invert: str = "auto", progress=None) 
         # A GAN stores no dataset images; judge its own samples instead.
         dark = run.cached("dark-background-samples",
                           lambda: background_is_dark(render(run.model, torch.from_numpy(run.z[:64])).transpose(0, 3, 1, 2)))
-    prep = prepare_upload(source, run.image_shape, invert, dark)
+    prep = prepare_upload(source, run.image_shape, invert, dark, framing)
     key = hashlib.sha1(prep.pixels.tobytes() + prep.note.encode()).hexdigest()
     lru: OrderedDict = run.cached("uploads", OrderedDict)
     hit = lru.get(key)

@@ -22,6 +22,8 @@ from explorer.images import ImageInputError, load_image, prepare_image
 from explorer.render import to_model_input, to_pixels
 
 INVERT_CHOICES = ("auto", "no", "yes")
+FRAMING_CHOICES = ("crop", "centre strokes")
+_WORK_SIZE = 112  # the upload is prepared at this size first when its strokes are re-framed
 
 
 @dataclass(frozen=True)
@@ -41,21 +43,27 @@ def background_is_dark(images: np.ndarray | None) -> bool | None:
 
 
 def prepare_upload(source: str | os.PathLike | bytes | np.ndarray, image_shape: tuple[int, int, int],
-                   invert: str = "auto", dark_background: bool | None = None) -> PreparedUpload:
+                   invert: str = "auto", dark_background: bool | None = None,
+                   framing: str = "crop") -> PreparedUpload:
     """An uploaded image as the model's input pixels (C, H, W) uint8.
 
     ``invert``: "yes", "no", or "auto" = invert when the model's data has dark borders
-    (``dark_background``) and the upload's border is light. Raises ImageInputError with a clear message.
+    (``dark_background``) and the upload's border is light. ``framing``: "crop" (scale the shorter side
+    and centre-crop) or "centre strokes": MNIST's own preprocessing (LeCun et al. 1998): the light strokes'
+    bounding box scaled into the central 20/28 of the frame and centred on their centre of mass, which
+    is what a digit photographed edge to edge needs. Raises ImageInputError with a clear message.
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
+    if framing not in FRAMING_CHOICES:
+        raise ValueError(f"framing must be one of {FRAMING_CHOICES}, got {framing!r}")
     if source is None:
         raise ImageInputError("no image was uploaded; upload a PNG, JPEG, GIF, BMP, WEBP, TIFF or PPM/PGM image")
     c, h, w = image_shape
     if h != w:
         raise ValueError(f"the model's images are {h}x{w}; only square models are supported")
     img = load_image(source)
-    pixels = prepare_image(img, h, c)
+    pixels = prepare_image(img, h if framing == "crop" else max(h, _WORK_SIZE), c)
     border = np.concatenate([pixels[:, [0, -1], :].ravel(), pixels[:, :, [0, -1]].ravel()]).astype(np.float32)
     light_border = float(border.mean()) > 127
     if invert == "yes":
@@ -68,7 +76,41 @@ def prepare_upload(source: str | os.PathLike | bytes | np.ndarray, image_shape: 
         do, why = False, "colours kept"
     if do:
         pixels = 255 - pixels
+    if framing != "crop":
+        pixels = centre_strokes(pixels, h)
+        why += "; strokes centred MNIST-style"
     return PreparedUpload(np.ascontiguousarray(pixels), do, why)
+
+
+def centre_strokes(pixels: np.ndarray, size: int, box: float = 20 / 28) -> np.ndarray:
+    """Light strokes on a dark background (C, H, W) uint8 -> (C, size, size): their bounding box scaled
+    to fit ``box`` of the frame (aspect kept) and the result centred on its centre of mass."""
+    from PIL import Image
+
+    grey = pixels.astype(np.float32).mean(0)
+    grey = grey - np.percentile(grey, 10)  # background to ~0, whatever its level
+    mask = grey > 0.25 * max(float(grey.max()), 1e-6)
+    if not mask.any():
+        raise ImageInputError("the image has no strokes to centre (it is blank); upload another image or"
+                              " choose framing 'crop'")
+    ys, xs = np.nonzero(mask)
+    crop = pixels[:, ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    ch, cw = crop.shape[1:]
+    scale = box * size / max(ch, cw)
+    nh, nw = max(1, round(ch * scale)), max(1, round(cw * scale))
+    chans = [np.asarray(Image.fromarray(ch_).resize((nw, nh), Image.Resampling.LANCZOS)) for ch_ in crop]
+    small = np.stack(chans).astype(np.float32)
+    mass = small.mean(0)
+    total = float(mass.sum()) or 1.0
+    cy = float((mass.sum(1) * np.arange(nh)).sum()) / total
+    cx = float((mass.sum(0) * np.arange(nw)).sum()) / total
+    top = int(round(size / 2 - cy))
+    left = int(round(size / 2 - cx))
+    top = min(max(top, 0), size - nh)
+    left = min(max(left, 0), size - nw)
+    out = np.zeros((pixels.shape[0], size, size), np.float32)
+    out[:, top:top + nh, left:left + nw] = small
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def reconstruction_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

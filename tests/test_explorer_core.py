@@ -409,3 +409,17 @@ def test_core_never_imports_gradio():
     import subprocess
 
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_centre_strokes_frames_a_digit_like_mnist():
+    paper = np.full((300, 200), 255, np.uint8)
+    paper[20:290, 150:180] = 0  # a dark stroke near the right edge of a light page
+    prep = prepare_upload(paper, (1, 28, 28), "auto", dark_background=True, framing="centre strokes")
+    assert prep.inverted and "centred" in prep.note
+    ys, xs = np.nonzero(prep.pixels[0] > 64)
+    assert ys.max() - ys.min() + 1 <= 21  # fits the central 20x20 box
+    assert abs((xs.min() + xs.max()) / 2 - 13.5) <= 1.5 and abs((ys.min() + ys.max()) / 2 - 13.5) <= 1.5
+    with pytest.raises(ImageInputError, match="blank"):
+        prepare_upload(np.zeros((50, 50), np.uint8), (1, 28, 28), "no", framing="centre strokes")
+    with pytest.raises(ValueError, match="framing"):
+        prepare_upload(paper, (1, 28, 28), framing="stretch")

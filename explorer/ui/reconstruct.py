@@ -5,12 +5,13 @@ from __future__ import annotations
 import gradio as gr
 
 from explorer import core
-from explorer.inversion import INVERT_CHOICES
+from explorer.inversion import FRAMING_CHOICES, INVERT_CHOICES
 from explorer.store import Store
 from explorer.ui.common import UPLOAD_TYPES, Ctx, bind, file_path, friendly, with_z
 
 
-def reconstruct(store: Store, run_name: str, state: dict, upload, invert: str, progress=gr.Progress()):
+def reconstruct(store: Store, run_name: str, state: dict, upload, invert: str, framing: str = "crop",
+                progress=gr.Progress()):
     """The preprocessed input, its reconstruction, the error, and the session state with the upload's latent."""
     path = file_path(upload)
     if path is None:
@@ -18,7 +19,8 @@ def reconstruct(store: Store, run_name: str, state: dict, upload, invert: str, p
     run = store.get(run_name)
     if not run.has_encoder:
         progress(0.0, desc="finding the latent by optimisation (GAN projection)")
-    up = core.upload(store, run, path, invert, progress=lambda f: progress(f, desc="GAN projection"))
+    up = core.upload(store, run, path, invert, progress=lambda f: progress(f, desc="GAN projection"),
+                     framing=framing)
     how = "encoder" if up.method == "encoder" else "projection: optimised the latent to match the image"
     metrics = (f"**MSE** {up.mse:.4f} · **PSNR** {up.psnr:.1f} dB (pixels in [0, 1]) · latent from the {how}."
                f" Input: {up.note}.")
@@ -58,6 +60,10 @@ def build(ctx: Ctx) -> None:
                 invert = gr.Radio(list(INVERT_CHOICES), value="auto", label="Invert colours",
                                   info="auto: invert a light-background image for a model trained on light"
                                        " strokes on dark (MNIST)", elem_id="recon-invert")
+                framing = gr.Radio(list(FRAMING_CHOICES), value="crop", label="Framing",
+                                   info="crop: scale and centre-crop; centre strokes: fit the strokes into the"
+                                        " middle 20/28 like MNIST (for a digit photographed edge to edge)",
+                                   elem_id="recon-framing")
                 go = gr.Button("Reconstruct", variant="primary", elem_id="recon-btn")
             with gr.Column(min_width=200):
                 seen = gr.Image(label="What the model sees (preprocessed)", format="png", interactive=False,
@@ -73,7 +79,7 @@ def build(ctx: Ctx) -> None:
     ctx["recon_config_outputs"] = [seen, recon, metrics]
     run_dd, state = ctx["run_dd"], ctx["state"]
     outputs = [seen, recon, metrics, state]
-    gr.on([go.click, upload.upload], bind(reconstruct, store), [run_dd, state, upload, invert], outputs,
+    gr.on([go.click, upload.upload], bind(reconstruct, store), [run_dd, state, upload, invert, framing], outputs,
           api_name="reconstruct")
     to_explore_btn.click(bind(to_explore, store), [run_dd, state], [ctx["view"], state, ctx["tabs"]],
                          api_name="reconstruct_to_explore").then(
