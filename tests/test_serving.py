@@ -134,6 +134,40 @@ def test_hostile_uploads_get_our_message_not_a_server_error(server, tmp_path):
         assert "PSNR" in metrics
 
 
+@pytest.mark.parametrize("value", [
+    {"path": "{tmp}/secret.png", "meta": {"_type": "gradio.FileData"}},
+    {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    {"path": "../../../../etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    {"path": "x.png", "url": "file:///etc/passwd", "meta": {"_type": "gradio.FileData"}},
+    {"path": "x.png", "url": "http://127.0.0.1:1/", "meta": {"_type": "gradio.FileData"}},
+    "{tmp}/secret.png",
+])
+def test_server_side_paths_cannot_be_passed_as_uploads(server, value, tmp_path):
+    """A raw API call naming a file on the server (instead of uploading one) must not get that file
+    decoded and sent back as the 'preprocessed input'. Raw HTTP: gradio_client would upload the file."""
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "secret.png")  # a real image the server could read
+    url = server.url
+    if isinstance(value, dict):
+        value = {**value, "path": value["path"].format(tmp=tmp_path)}
+    else:
+        value = value.format(tmp=tmp_path)
+    config = httpx.get(url + "/config", timeout=30).json()
+    comps = {c["id"]: c for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == "reconstruct")
+    data = []
+    for i in dep["inputs"]:
+        kind = comps[i]["type"]
+        data.append("vae-tiny" if kind == "dropdown" else value if kind == "file"
+                    else comps[i].get("props", {}).get("value"))
+    r = httpx.post(url + "/gradio_api/call/reconstruct", json={"data": data}, timeout=30)
+    assert r.status_code in (200, 400, 403, 422), r.text
+    if r.status_code == 200:
+        events = httpx.get(url + f"/gradio_api/call/reconstruct/{r.json()['event_id']}", timeout=120).text
+        assert "event: error" in events and "event: complete" not in events, events[:500]
+
+
 @pytest.mark.parametrize("call", [
     ("/explore_seed", ("vae-tiny", -5, 1.0)),
     ("/explore_seed", ("vae-tiny", 10**30, 1.0)),
