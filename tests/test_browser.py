@@ -154,8 +154,28 @@ def test_clicking_the_map_updates_explore(page):
     assert "from the map" in page.inner_text("#explore-caption")
     # An empty spot of a PCA map decodes too (PCA is invertible).
     page.get_by_role("tab", name="Map").click()
-    drag = page.locator("#map-plot .nsewdrag").first.bounding_box()
-    page.mouse.click(drag["x"] + 8, drag["y"] + 8)
+    # The emptiest spot of the plot area (plotly snaps a click to any point within 20 px).
+    emptiest = """() => {
+      const area = document.querySelector('#map-plot .nsewdrag').getBoundingClientRect();
+      const pts = [...document.querySelectorAll('#map-plot .scatterlayer .point')].map(p => {
+        const r = p.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; });
+      let best = null, bestD = -1;
+      for (let i = 1; i < 20; i++) for (let j = 1; j < 20; j++) {
+        const x = area.x + area.width * i / 20, y = area.y + area.height * j / 20;
+        const d = Math.min(...pts.map(p => Math.hypot(p[0] - x, p[1] - y)));
+        if (d > bestD) { bestD = d; best = [x, y]; }
+      }
+      return best;
+    }"""
+    # Opening the tab redraws the map; a click that lands mid-redraw is lost, so try a few times.
+    for _ in range(5):
+        x, y = page.evaluate(emptiest)
+        page.mouse.click(x, y)
+        try:
+            page.get_by_text("PCA map point").first.wait_for(timeout=10_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; retried
+            continue
     page.get_by_text("PCA map point").first.wait_for()
     page.get_by_role("tab", name="Explore").click()
     _wait_view_changes(page, from_point)

@@ -57,6 +57,8 @@ const attach = () => {
   }, true);
 };
 attach();
+// Bind as soon as a (re)drawn plot appears, and poll as a fallback (the plot may mount later).
+new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
 setInterval(attach, 400);
 """
 
