@@ -112,7 +112,8 @@ def controls(store: Store, run: Run) -> Controls:
             continue
         lo, hi = float(basis.lo[k]), float(basis.hi[k])
         pad = 0.1 * (hi - lo)
-        pcs.append(SliderSpec(f"PC{k + 1} · {100 * float(basis.explained[k]):.1f}% of variance (σ)",
+        what = "of image variance" if run.kind == "gan" else "of variance"
+        pcs.append(SliderSpec(f"PC{k + 1} · {100 * float(basis.explained[k]):.1f}% {what} (σ)",
                               round(lo - pad, 2), round(hi + pad, 2)))
     cd = class_directions(store, run)
     _, _, source = labels(store, run)
@@ -125,9 +126,14 @@ def controls(store: Store, run: Run) -> Controls:
     else:
         dims_note = "Ranges are those of the data's encodings." if run.has_encoder else \
             "Ranges are those of the prior draws."
-    pcs_note = (f"PCA of {len(run.z):,} {'encodings' if run.has_encoder else 'prior draws'};"
-                f" the top {basis.k} directions explain {100 * float(basis.explained.sum()):.0f}% of the variance."
-                " Units: σ of the data along each direction.")
+    if run.kind == "gan":
+        pcs_note = (f"GANSpace: PCA of the images of {min(len(run.z), 2000):,} prior draws, each component"
+                    f" regressed back to a latent direction; the top {basis.k} explain"
+                    f" {100 * float(basis.explained.sum()):.0f}% of the image variance. Units: σ of the draws.")
+    else:
+        pcs_note = (f"PCA of {len(run.z):,} encodings; the top {basis.k} directions explain"
+                    f" {100 * float(basis.explained.sum()):.0f}% of the variance. Units: σ of the data along each"
+                    " direction.")
     return Controls(specs, pcs, list(cd.names) if cd is not None else [], source, run.kind == "gan",
                     d <= MAX_DIM_SLIDERS, dims_note, pcs_note)
 

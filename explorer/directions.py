@@ -60,6 +60,33 @@ def fit_pca(z: np.ndarray | torch.Tensor, k: int) -> PCABasis:
     )
 
 
+def fit_ganspace(z: np.ndarray | torch.Tensor, features: np.ndarray | torch.Tensor, k: int) -> PCABasis:
+    """Principal directions of what a latent *does*, for latents whose own distribution has none to find
+    (a GAN's isotropic prior): PCA of ``features`` (N, F) computed from the latents (e.g. the decoded
+    pixels), then each feature component's latent direction by least-squares regression of z on the
+    component scores (GANSpace, Härkönen et al. 2020, sec. 3.2). The directions are orthonormalised in
+    order (QR), so the sliders stay absolute coordinates; ``explained`` is the feature variance ratio."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    f = torch.as_tensor(features, dtype=torch.float64).flatten(1)
+    if z.shape[0] != f.shape[0] or z.shape[0] < 2:
+        raise ValueError(f"need matching rows of latents and features, got {tuple(z.shape)} and {tuple(f.shape)}")
+    k = max(1, min(k, z.shape[1], f.shape[1], z.shape[0] - 1))
+    fc = f - f.mean(0)
+    _, s, vh = torch.linalg.svd(fc, full_matrices=False)
+    scores = fc @ vh[:k].T  # (N, k)
+    mean = z.mean(0)
+    dirs = torch.linalg.lstsq(scores, z - mean).solution  # (k, D): z-change per unit of each score
+    q, _ = torch.linalg.qr(dirs.T)  # (D, k) orthonormal, spanning the directions in order
+    comps = q.T * torch.sign((q.T * dirs).sum(1, keepdim=True))  # keep each direction's sign
+    proj = (z - mean) @ comps.T
+    sigma = proj.std(0).clamp_min(1e-8)
+    var = s.pow(2)
+    return PCABasis(
+        mean=mean.float(), components=comps.float(), sigma=sigma.float(), lo=(proj / sigma).min(0).values.float(),
+        hi=(proj / sigma).max(0).values.float(), explained=(var[:k] / var.sum().clamp_min(1e-12)).float(),
+    )
+
+
 def pca_coords(basis: PCABasis, z: torch.Tensor) -> torch.Tensor:
     """Coordinates of z (D,) or (B, D) along the principal directions, in σ units: (k,) or (B, k)."""
     return ((z.float() - basis.mean) @ basis.components.T) / basis.sigma

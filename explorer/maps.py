@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.directions import PCABasis, fit_pca, pca_coords
+from explorer.directions import PCABasis, fit_ganspace, fit_pca, pca_coords
 from explorer.store import Run
 
 METHODS = ("PCA", "t-SNE")
@@ -66,9 +66,26 @@ def check_settings(method: str, n: int, n_available: int, perplexity: float) -> 
     return method, n, perplexity
 
 
+GANSPACE_SAMPLES = 2000
+
+
 def pca_basis(run: Run, k: int = 10) -> PCABasis:
-    """The run's PCA basis of all its latents (cached): the PCA sliders and the PCA map share it."""
-    return run.cached(("pca", k), lambda: fit_pca(run.z, k))
+    """The run's principal directions (cached): the PCA sliders and the PCA map share them.
+
+    AE/VAE: PCA of the stored encodings. GAN: its latents are isotropic prior draws, whose PCA is
+    arbitrary, so the directions are GANSpace's: PCA of the decoded images, regressed back to latents.
+    """
+    if run.kind != "gan":
+        return run.cached(("pca", k), lambda: fit_pca(run.z, k))
+
+    def ganspace() -> PCABasis:
+        from explorer.render import render
+
+        z = torch.from_numpy(run.z[:GANSPACE_SAMPLES])
+        pixels = render(run.model, z)  # (N, H, W, C) uint8
+        return fit_ganspace(z, pixels.reshape(len(z), -1).astype(np.float32) / 255.0, k)
+
+    return run.cached(("ganspace", k), ganspace)
 
 
 def compute_map(run: Run, method: str, n: int, perplexity: float = 30.0,

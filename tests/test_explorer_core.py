@@ -23,6 +23,7 @@ from explorer.directions import (
     class_coord,
     dim_info,
     fit_class_directions,
+    fit_ganspace,
     fit_pca,
     kl_per_dim,
     pca_coords,
@@ -423,3 +424,26 @@ def test_centre_strokes_frames_a_digit_like_mnist():
         prepare_upload(np.zeros((50, 50), np.uint8), (1, 28, 28), "no", framing="centre strokes")
     with pytest.raises(ValueError, match="framing"):
         prepare_upload(paper, (1, 28, 28), framing="stretch")
+
+
+def test_ganspace_finds_the_latent_directions_that_change_the_features():
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(500, 6, generator=gen)  # isotropic: PCA of z itself would be arbitrary
+    mix = torch.zeros(6, 40)
+    mix[2, :20] = 5.0  # feature variance comes mostly from z2, then z4
+    mix[4, 20:] = 2.0
+    features = z @ mix + 0.01 * torch.randn(500, 40, generator=gen)
+    basis = fit_ganspace(z, features, 3)
+    assert torch.allclose(basis.components @ basis.components.T, torch.eye(3), atol=1e-4)
+    assert basis.components[0, 2].abs() > 0.99 and basis.components[1, 4].abs() > 0.99
+    assert basis.explained[0] > basis.explained[1]
+    moved = set_pca_coords(basis, z[0], torch.tensor([1.0, -2.0, 0.5]))
+    assert torch.allclose(pca_coords(basis, moved), torch.tensor([1.0, -2.0, 0.5]), atol=1e-3)
+
+
+def test_gan_principal_directions_are_ganspace_directions(store):
+    gan = store.get("gan-tiny")
+    basis = maps.pca_basis(gan)
+    assert gan.peek(("ganspace", 10)) is basis
+    assert torch.allclose(basis.components @ basis.components.T, torch.eye(basis.k), atol=1e-4)
+    assert "image variance" in core.controls(store, gan).pcs[0].label
