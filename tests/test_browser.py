@@ -122,7 +122,7 @@ def test_uploading_an_image_shows_its_reconstruction(page, tmp_path):
     page.set_input_files("#recon-upload input[type=file]", str(path))
     page.wait_for_selector("#recon-output img")
     page.wait_for_selector("#recon-input img")
-    assert "PSNR" in page.inner_text("#recon-metrics")
+    page.locator("#recon-metrics").get_by_text("PSNR").wait_for()
     before = page.evaluate(VIEW_SRC)
     page.click("#recon-to-explore")
     page.wait_for_selector("#explore-view img", state="visible")
@@ -148,10 +148,10 @@ def test_clicking_the_map_updates_explore(page):
     box = page.locator("#map-plot .scatterlayer .trace:first-child .point").nth(3).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_function("() => (document.querySelector('#map-picked img') || {}).src")
-    assert "Sent to Explore" in page.inner_text("#map-picked-note")
+    page.get_by_text("Sent to Explore").first.wait_for()
     page.get_by_role("tab", name="Explore").click()
     from_point = _wait_view_changes(page, before)
-    assert "from the map" in page.inner_text("#explore-caption")
+    page.wait_for_function("() => document.querySelector('#explore-caption').innerText.includes('from the map')")
     # An empty spot of a PCA map decodes too (PCA is invertible).
     page.get_by_role("tab", name="Map").click()
     # The emptiest spot of the plot area (plotly snaps a click to any point within 20 px).
