@@ -180,8 +180,10 @@ def configure(store: Store, run_name: str | None, state: dict | None) -> list:
         if ctl.label_source == "classifier" else "from the mean of all encodings towards the class mean"
 
     def slider(spec: core.SliderSpec, v: float) -> dict:
+        if not spec.visible:  # unused slots: hiding them is all the update they need
+            return gr.update(visible=False)
         return gr.update(label=spec.label, minimum=min(spec.lo, v), maximum=max(spec.hi, v), step=spec.step,
-                         value=v, visible=spec.visible, info=spec.info)
+                         value=v, visible=True, info=spec.info)
 
     return [
         gr.update(choices=mode_choices, value=PCS_MODE),
