@@ -3,8 +3,9 @@
     python bench/slider_latency.py [--moves 200] [--chromium /usr/bin/chromium]
 
 Starts `python app.py` and a do-nothing Gradio "echo" app (same slider, same image component, same
-event settings; its handler returns a precomputed PNG) on localhost, opens each in headless Chromium,
-and for every shipped checkpoint moves a principal-direction slider ``--moves`` times. Each move sets
+event and launch settings; its handler returns a precomputed PNG) on localhost, opens each in headless
+Chromium, and moves a principal-direction slider ``--moves`` times: first on the model the page opens
+with, then on every shipped checkpoint after switching to it in the model menu. Each move sets
 the slider's value and dispatches the `input` event the browser fires during a drag; the time is taken
 in the page (performance.now) until a MutationObserver sees the image's src change. Moves are
 sequential (the next starts when the image arrived), so each number is one full round trip.
@@ -50,7 +51,7 @@ ECHO_APP = textwrap.dedent('''
         s = gr.Slider(-3, 3, value=0, step=0.01, elem_id="pc-0")
         view = gr.HTML(URIS[0], html_template=VIEW_TEMPLATE, css_template=VIEW_CSS, elem_id="explore-view")
         s.input(echo, s, view, trigger_mode="always_last", show_progress="hidden", queue=False)
-    demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]))
+    demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), run_history=False)  # as the app
 ''')
 
 # Runs inside the page: `moves` sequential slider moves, each timed until the image's src changes.
@@ -156,11 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append({"target": "echo (do-nothing handler)", **echo})
             print(f"echo floor: p50 {echo['p50_ms']:.1f} ms, p95 {echo['p95_ms']:.1f} ms over {echo['n']} moves")
             page.goto(app_url)
-            page.wait_for_selector("#explore-view img")
-            for name in runs:
-                _switch(page, name)
+            page.wait_for_selector("#pc-0 input[type=range]", state="visible")
+            first = page.evaluate("() => document.querySelector('#run-select input').value")
+            for name, switch in [(first, False), *[(n, True) for n in runs]]:
+                if switch:
+                    _switch(page, name)
                 r = _measure(page, "#pc-0", args.moves)
                 r["ratio_p50_vs_echo"] = r["p50_ms"] / echo["p50_ms"]
+                name = f"{name} ({'after switching to it' if switch else 'as the page opens'})"
                 rows.append({"target": name, **r})
                 print(f"{name}: p50 {r['p50_ms']:.1f} ms ({r['ratio_p50_vs_echo']:.2f}x echo), "
                       f"p95 {r['p95_ms']:.1f} ms over {r['n']} moves ({r['misses']} without a new image)")
