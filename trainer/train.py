@@ -387,19 +387,21 @@ def _gan_step(model, g_net, d_net, optimizers, scaler, autocast, x_real, noise_g
     and sliced like the images, so the run does not depend on how many processes share the batch."""
     opt_g, opt_d = optimizers["g"], optimizers["d"]
     # (1) update D: real -> 1, fake -> 0 (or the Wasserstein critic)
-    for _ in range(critic_steps):
+    for step in range(critic_steps):
         z = model.sample_latent(n_global, noise_gen, x_real.device)[d.rank::d.world]  # (B, latent_dim)
+        last = step == critic_steps - 1
         with autocast():
-            with torch.no_grad():
+            # The last fakes keep their graph: the G step reuses them (one generator forward per
+            # iteration, as in dcgan); d_loss detaches them, so D's update never reaches G.
+            with torch.set_grad_enabled(last):
                 x_fake = model.generate(z, g_net)
             loss_d, parts_d = model.d_loss(x_real, x_fake, loss_gen, critic=d_net)
         if not _optimize(loss_d, opt_d, scaler, d):
             return None
     # (2) update G: make D call the fakes real. D is frozen and called unwrapped: no D grads, no all-reduce.
     model.discriminator.requires_grad_(False)
-    z = model.sample_latent(n_global, noise_gen, x_real.device)[d.rank::d.world]
     with autocast():
-        loss_g, parts_g = model.g_loss(model.generate(z, g_net), critic=model.discriminator)
+        loss_g, parts_g = model.g_loss(x_fake, critic=model.discriminator)
     model.discriminator.requires_grad_(True)
     if not _optimize(loss_g, opt_g, scaler, d):
         return None
