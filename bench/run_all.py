@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         "slider": slider_latency.main(["--moves", "40" if args.quick else "200"]),
         "core": core_compute.main(["--repeat", "50" if args.quick else "300"]),
         "maps": maps.main(["--sizes", "1000" if args.quick else "1000,5000,10000"]),
-        "train": train_throughput.main(["--epochs", "1" if args.quick else "3"]),
+        "train": train_throughput.main(["--epochs", "1" if args.quick else "5"]),
         "startup": startup_memory.main(["--runs", "1" if args.quick else "3"]),
     }
     total = time.perf_counter() - t0
