@@ -166,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         if bm.get("recall", 1.0) < 0.05 and bm.get("inception_score", 10.0) < 1.5:
             bar_lines.append(
                 f"- note: the {b['name']} mode-collapsed at this budget (IS {bm['inception_score']:.2f}, recall "
-                f"{bm['recall']:.3f}): its precision of {bm['precision']:.3f} is that of one realistic digit repeated, "
-                "which a model that covers several classes cannot exceed; precision is meaningful only beside recall "
-                "(Kynkäänniemi et al. 2019)."
+                f"{bm['recall']:.3f}): every sample is the same image, and that image lies inside the real k-NN manifold, so its "
+                f"precision is {bm['precision']:.3f}, which a model that draws varied digits cannot exceed; precision means "
+                "something only beside recall (Kynkäänniemi et al. 2019), and its coverage "
+                f"({bm.get('coverage', float('nan')):.3f}) shows the collapse."
             )
     total = time.perf_counter() - t_all
     md = f"""`python bench/quality.py` trains the textbook baselines at the shipped models' budget (same data,
@@ -184,7 +185,9 @@ start: times are upper bounds on a shared machine); {args.samples} samples per m
   (`checkpoints/classifier-mnist5k`, a LeNet-style digit classifier, held-out accuracy {ev_acc:.1%}),
   not Inception-v3: it is comparable only between rows of this table. The real-images row is its floor
   at this sample size. **IS** is the classifier-based Inception Score (1 to 10). **precision/recall**:
-  k-NN manifolds (k = 3) in the same feature space (Kynkäänniemi et al. 2019).
+  k-NN manifolds (k = 3) in the same feature space (Kynkäänniemi et al. 2019); **density/coverage**:
+  their outlier-robust variants on the real manifold only (k = 5, Naeem et al. 2020; density ≈ 1 for
+  matching distributions).
 - **recon**: held-out reconstructions (per-image MSE, PSNR, SSIM). **ELBO / log p(x) IW**: VAE only,
   nats per image, importance-weighted with {shipped.get('vae', {}).get('metrics', {}).get('iw_k', 64)} samples.
 - **NN-dist ratio** (memorisation): median pixel distance from samples to their nearest training image

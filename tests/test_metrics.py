@@ -76,6 +76,10 @@ def test_precision_recall_of_identical_and_disjoint_sets():
     a = torch.randn(300, 8, generator=g)
     assert M.precision_recall(a, a) == (1.0, 1.0)
     assert M.precision_recall(a, a + 100.0) == (0.0, 0.0)
+    assert M.density_coverage(a, a)[1] == 1.0
+    assert M.density_coverage(a, a + 100.0) == (0.0, 0.0)
+    collapsed = a[:1].repeat(300, 1)  # one point repeated: inside a few real balls, its neighbours' and its own
+    assert M.precision_recall(a, collapsed)[0] == 1.0 and M.density_coverage(a, collapsed)[1] < 0.05
 
 
 def test_memorisation_flags_copies_of_training_images(data, heldout):
@@ -105,6 +109,8 @@ def test_precision_recall_of_real_vs_real_heldout_is_high(evaluator, heldout, da
     feats, _ = evaluator.outputs(heldout)
     precision, recall = M.precision_recall(feats[:250], feats[250:])  # two halves of the held-out split
     assert precision > 0.8 and recall > 0.8, (precision, recall)
+    density, coverage = M.density_coverage(feats[:250], feats[250:])
+    assert 0.7 < density < 1.3 and coverage > 0.8, (density, coverage)
     real = evaluate_real(data, evaluator, n_samples=300, seed=0)  # training images against held-out ones
     assert real["precision"] > 0.8 and real["recall"] > 0.8, real
 

@@ -15,7 +15,8 @@ Protocol (fixed seeds, so the same checkpoint gives the same numbers on the same
 - feature space: the evaluator's penultimate layer (a digit classifier trained on the dataset, see
   checkpoints/README.md). FID-classifier is not comparable to published Inception FIDs;
   ``fid_real`` (as many training images against the same held-out images) is the floor to read it against.
-- precision/recall use equally many generated and held-out images (the first of the draws);
+- precision/recall (k = 3) and density/coverage (k = 5) use equally many generated and held-out images
+  (the first of the draws);
 - AE/VAE add reconstruction MSE/PSNR/SSIM on the held-out split; a VAE trained with the Bernoulli
   (bce) loss adds the ELBO and the importance-weighted log-likelihood (nats per image; the pixels are
   grey levels in [0, 1], so these are the usual "Bernoulli on continuous MNIST" numbers);
@@ -193,6 +194,7 @@ def evaluate_model(model: nn.Module, data: ImageData, evaluator: Evaluator, *, n
 
     n_pr = min(len(feats_real), len(feats_fake))
     precision, recall = M.precision_recall(feats_real[:n_pr], feats_fake[:n_pr])
+    density, coverage = M.density_coverage(feats_real[:n_pr], feats_fake[:n_pr])
     splits = 10 if n_samples >= 100 else 1
     is_mean, is_std = M.inception_score(logits_fake, splits)
     out: dict[str, Any] = {
@@ -205,6 +207,9 @@ def evaluate_model(model: nn.Module, data: ImageData, evaluator: Evaluator, *, n
         "recall": recall,
         "pr_k": 3,
         "pr_n": n_pr,
+        "density": density,
+        "coverage": coverage,
+        "dc_k": 5,
     }
     mem = M.memorisation(fake, train, real)
     out["memorisation_ratio"] = mem["ratio"]
@@ -236,11 +241,14 @@ def evaluate_real(data: ImageData, evaluator: Evaluator, *, n_samples: int = DEF
     feats_fake, logits_fake = evaluator.outputs(fake)
     n_pr = min(len(feats_real), len(feats_fake))
     precision, recall = M.precision_recall(feats_real[:n_pr], feats_fake[:n_pr])
+    density, coverage = M.density_coverage(feats_real[:n_pr], feats_fake[:n_pr])
     return {
         "fid_classifier": M.frechet_distance(feats_real, feats_fake),
         "inception_score": M.inception_score(logits_fake, 10 if n_samples >= 100 else 1)[0],
         "precision": precision,
         "recall": recall,
+        "density": density,
+        "coverage": coverage,
         "pr_n": n_pr,
         "n_samples": int(fake.shape[0]),
         "n_heldout": int(real.shape[0]),
@@ -308,6 +316,8 @@ COLUMNS = [
     ("inception_score", "IS ↑", "{:.2f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
+    ("density", "density", "{:.3f}"),
+    ("coverage", "coverage ↑", "{:.3f}"),
     ("recon_mse", "recon MSE ↓", "{:.4f}"),
     ("recon_psnr", "PSNR dB ↑", "{:.2f}"),
     ("recon_ssim", "SSIM ↑", "{:.3f}"),

@@ -6,7 +6,8 @@ scored with the same evaluator, never with published FIDs.
 
 - ``frechet_distance``: FID (Heusel et al. 2017) in the evaluator's feature space, "FID-classifier".
 - ``inception_score``: IS (Salimans et al. 2016) from the evaluator's class probabilities.
-- ``precision_recall``: k-NN manifold precision and recall (Kynkäänniemi et al. 2019).
+- ``precision_recall``: k-NN manifold precision and recall (Kynkäänniemi et al. 2019);
+  ``density_coverage``: their outlier-robust variants (Naeem et al. 2020).
 - ``reconstruction_metrics``: per-image MSE, PSNR (dB) and SSIM (Wang et al. 2004; torchmetrics).
 - ``vae_elbo`` / ``vae_log_likelihood``: evidence lower bound and the importance-weighted estimate of
   log p(x) (Burda et al. 2016), per image in nats.
@@ -102,6 +103,19 @@ def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, k
     precision = (d <= r_real[None, :]).any(1).double().mean()
     recall = (d.T <= r_fake[None, :]).any(1).double().mean()
     return float(precision), float(recall)
+
+
+def density_coverage(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020), the outlier-robust companions of precision/recall, built
+    on the real k-NN balls only: density = mean number of real balls holding a fake, over k (about 1 for
+    matching distributions, can exceed 1); coverage = fraction of real balls holding at least one fake.
+    A collapsed generator whose one output lands in an outlier's wide ball keeps precision 1 but gets a
+    low density and a coverage near 0."""
+    real, fake = real_features.double(), fake_features.double()
+    if real.ndim != 2 or real.shape[0] <= k or fake.ndim != 2 or fake.shape[0] < 1:
+        raise ValueError(f"need (N, D) features with N > k={k}, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    inside = torch.cdist(fake, real) <= _kth_nn_radius(real, k)[None, :]  # (N_fake, N_real)
+    return float(inside.double().sum(1).mean() / k), float(inside.any(0).double().mean())
 
 
 def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
