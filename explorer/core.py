@@ -236,6 +236,32 @@ def latent_from_pcs(run: Run, z: Sequence[float], values: Sequence[float]) -> li
     return _out(set_pca_coords(basis, _z(run, z), coords))
 
 
+def latent_with_dim(run: Run, z: Sequence[float], slot: int, value: float) -> list[float]:
+    """``z`` with the dimension shown on per-dimension slider ``slot`` set to ``value``; one slider's move,
+    so the browser sends one value per move instead of every slider's."""
+    if run.latent_dim > MAX_DIM_SLIDERS:
+        raise ValueError(f"this model has {run.latent_dim} latent dimensions; per-dimension sliders go up to"
+                         f" {MAX_DIM_SLIDERS}")
+    order = dims(run).order
+    if not 0 <= slot < len(order):
+        raise ValueError(f"dimension slider {slot} does not exist; this model has {len(order)}")
+    out = list(check_latent(run, z))
+    out[order[slot]] = float(value)
+    return check_latent(run, out)
+
+
+def latent_with_pc(run: Run, z: Sequence[float], index: int, value: float) -> list[float]:
+    """``z`` moved along principal direction ``index`` until that coordinate reads ``value`` (σ units);
+    every other coordinate, and the rest of z, kept."""
+    basis = pca_basis(run, N_PCS)
+    if not 0 <= index < basis.k:
+        raise ValueError(f"principal direction {index} does not exist; this model has {basis.k}")
+    zt = _z(run, z)
+    coords = pca_coords(basis, zt)
+    coords[index] = float(value)
+    return _out(set_pca_coords(basis, zt, coords))
+
+
 def latent_from_class(store: Store, run: Run, z: Sequence[float], class_name: str, value: float) -> list[float]:
     cd = class_directions(store, run)
     if cd is None:

@@ -447,3 +447,23 @@ def test_gan_principal_directions_are_ganspace_directions(store):
     assert gan.peek(("ganspace", 10)) is basis
     assert torch.allclose(basis.components @ basis.components.T, torch.eye(basis.k), atol=1e-4)
     assert "image variance" in core.controls(store, gan).pcs[0].label
+
+
+@pytest.mark.parametrize("name", ["ae-tiny", "vae-tiny", "gan-tiny"])
+def test_moving_one_slider_changes_only_its_coordinate(store, name):
+    """The browser sends one slider's value per move: that coordinate changes, every other stays."""
+    run = store.get(name)
+    z = core.seed_latent(run, 5)
+    pcs = core.pc_values(run, z)
+    moved = core.latent_with_pc(run, z, 1, pcs[1] + 0.75)
+    after = core.pc_values(run, moved)
+    assert after[1] == pytest.approx(pcs[1] + 0.75, abs=1e-3)
+    assert np.allclose(np.delete(after, 1), np.delete(pcs, 1), atol=1e-3)
+    assert np.allclose(moved, core.latent_from_pcs(run, z, [*pcs[:1], pcs[1] + 0.75, *pcs[2:]]), atol=1e-3)
+    dims = core.dim_values(run, z)
+    moved = core.latent_with_dim(run, z, 2, 1.5)
+    assert core.dim_values(run, moved) == [*dims[:2], 1.5, *dims[3:]]
+    with pytest.raises(ValueError, match="principal direction 99 does not exist"):
+        core.latent_with_pc(run, z, 99, 0.0)
+    with pytest.raises(ValueError, match="dimension slider 99 does not exist"):
+        core.latent_with_dim(run, z, 99, 0.0)
