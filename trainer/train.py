@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.data import ImageData, load_dataset
+from trainer.device import pick_device
 from trainer.models import build_model, has_decoder, has_encoder
 
 PREVIEW_N = 64  # images in a sample grid (8 x 8)
@@ -44,21 +45,6 @@ class _Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu. An explicit device that is not there is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps was asked for but MPS is not available; use --device auto or cpu")
-    return torch.device(name)
 
 
 def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
