@@ -88,6 +88,7 @@ def list_runs(checkpoints_dir: str | Path) -> list[RunInfo]:
         if not (path / CONFIG_NAME).exists():
             continue  # not a run (e.g. an unrelated folder); nothing to say about it
         try:
+            resolve_run(root, path.name)  # a symlink out of the directory is refused before its config is read
             meta = read_meta(path)
             out.append(_info_from_meta(path.name, path, meta))
         except (CheckpointError, KeyError, TypeError, ValueError) as e:

@@ -467,3 +467,20 @@ def test_moving_one_slider_changes_only_its_coordinate(store, name):
         core.latent_with_pc(run, z, 99, 0.0)
     with pytest.raises(ValueError, match="dimension slider 99 does not exist"):
         core.latent_with_dim(run, z, 99, 0.0)
+
+
+def test_list_runs_refuses_a_symlink_out_of_the_directory_without_reading_it(tiny_runs, tmp_path):
+    import os
+    import shutil
+
+    from explorer.store import list_runs
+
+    inside, outside = tmp_path / "runs", tmp_path / "elsewhere"
+    inside.mkdir()
+    shutil.copytree(tiny_runs["vae"], outside / "vae")
+    shutil.copytree(tiny_runs["ae"], inside / "ae")
+    os.symlink(outside / "vae", inside / "sneaky")
+    infos = {r.name: r for r in list_runs(inside)}
+    assert infos["ae"].explorable
+    assert not infos["sneaky"].explorable and "outside" in infos["sneaky"].error
+    assert infos["sneaky"].kind == "?"  # its config.json was never read
