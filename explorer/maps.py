@@ -26,6 +26,7 @@ from explorer.directions import PCABasis, fit_ganspace, fit_pca, pca_coords
 from explorer.store import Run
 
 METHODS = ("PCA", "t-SNE")
+TSNE_BACKEND = "scikit-learn"  # see the module docstring for why not openTSNE
 MIN_POINTS = 10
 
 
@@ -39,10 +40,6 @@ class MapData:
     seconds: float  # how long the first computation took
     backend: str  # "pca", "openTSNE" or "scikit-learn"
     perplexity: float | None = None
-
-
-def tsne_backend() -> str:
-    return "scikit-learn"
 
 
 def _threads() -> int:
@@ -114,7 +111,7 @@ def _tsne_map(run: Run, n: int, perplexity: float,
     t0 = time.perf_counter()
     z = np.ascontiguousarray(run.z[:n], dtype=np.float64)
     xy = _sklearn_tsne(z, perplexity, progress)
-    return MapData("t-SNE", n, xy.astype(np.float32), time.perf_counter() - t0, tsne_backend(), perplexity)
+    return MapData("t-SNE", n, xy.astype(np.float32), time.perf_counter() - t0, TSNE_BACKEND, perplexity)
 
 
 TSNE_ITERATIONS = 750  # 250 early-exaggeration + 500, openTSNE's schedule; scikit-learn's default is 1000

@@ -67,7 +67,7 @@ class ImageData:
 
 def default_shape(name: str) -> tuple[int, int]:
     """(image_size, channels) a dataset is used at unless the user asks otherwise."""
-    return _DEFAULT_SHAPE["folder" if name.startswith("folder:") else name] if _known(name) else (28, 1)
+    return _DEFAULT_SHAPE["folder" if name.startswith("folder:") else name]
 
 
 def _known(name: str) -> bool:
